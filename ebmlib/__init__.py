@@ -1,0 +1,29 @@
+"""ebmlib: pluggable energy-based models for PyTorch.
+
+An energy-based model is composed of three interchangeable kinds of part:
+
+- an energy model (:mod:`ebmlib.models`), ``x -> E(x)`` of shape ``(B,)``;
+- a sampler (:mod:`ebmlib.samplers`), optionally continuing persistent chains
+  from a replay buffer (:mod:`ebmlib.buffers`);
+- a loss (:mod:`ebmlib.losses`) over one shared forward pass.
+
+Recipes (:mod:`ebmlib.recipes`) such as JEM are built only from those parts.
+"""
+
+from . import buffers, data, evaluation, losses, models, recipes, samplers
+from .buffers import ClassGaussianInit, GaussianInit, ReplayBuffer, UniformInit
+from .losses import ContrastiveDivergence, CrossEntropy, EnergyBatch, EnergyRegularization, Loss, WeightedSum
+from .models import ClassifierEnergy, EnergyModel, NetworkEnergy
+from .recipes import EBM, JEM, jem_loss
+from .samplers import HMC, MALA, Langevin, Sampler
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "EnergyModel", "ClassifierEnergy", "NetworkEnergy",
+    "Sampler", "Langevin", "MALA", "HMC",
+    "ReplayBuffer", "UniformInit", "GaussianInit", "ClassGaussianInit",
+    "Loss", "EnergyBatch", "ContrastiveDivergence", "EnergyRegularization", "CrossEntropy", "WeightedSum",
+    "EBM", "JEM", "jem_loss",
+    "models", "samplers", "buffers", "losses", "recipes", "data", "evaluation",
+]

@@ -1,0 +1,51 @@
+"""Input checks shared by the library. Shape and dtype checks never synchronise
+with an accelerator; value checks (NaN, label range) run only on CPU tensors."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def check_batch(x: Tensor, name: str = "x", event_shape: tuple[int, ...] | None = None) -> None:
+    """Raise unless ``x`` is a non-empty floating batch ``(B, *event_shape)``."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+    if x.dim() < 1 or x.shape[0] == 0:
+        raise ValueError(f"{name} must be a non-empty batch of shape (B, ...), got {tuple(x.shape)}")
+    if event_shape is not None and tuple(x.shape[1:]) != tuple(event_shape):
+        raise ValueError(
+            f"{name} must have shape (B, {', '.join(map(str, event_shape))}), got {tuple(x.shape)}"
+        )
+    if x.device.type == "cpu" and not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} contains NaN or Inf values")
+
+
+def check_labels(y: Tensor, batch_size: int, n_classes: int | None = None, name: str = "y") -> None:
+    """Raise unless ``y`` is an int64 vector of ``batch_size`` labels in ``[0, n_classes)``."""
+    if not isinstance(y, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of int64 labels, got {type(y).__name__}")
+    if y.dtype != torch.long:
+        raise TypeError(f"{name} must have dtype torch.int64, got {y.dtype}")
+    if tuple(y.shape) != (batch_size,):
+        raise ValueError(f"{name} must have shape ({batch_size},), got {tuple(y.shape)}")
+    if n_classes is not None and y.device.type == "cpu" and y.numel() > 0:
+        low, high = int(y.min()), int(y.max())
+        if low < 0 or high >= n_classes:
+            raise ValueError(f"{name} must lie in [0, {n_classes - 1}], got values in [{low}, {high}]")
+
+
+def check_positive(value: float, name: str, allow_zero: bool = False) -> None:
+    """Raise unless ``value`` is a positive (or, with ``allow_zero``, non-negative) number."""
+    ok = value >= 0 if allow_zero else value > 0
+    if not ok:
+        kind = "non-negative" if allow_zero else "positive"
+        raise ValueError(f"{name} must be {kind}, got {value}")
+
+
+def check_probability(value: float, name: str) -> None:
+    """Raise unless ``0 <= value <= 1``."""
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must lie in [0, 1], got {value}")

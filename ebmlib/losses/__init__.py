@@ -1,0 +1,9 @@
+"""Losses: contrastive divergence, energy regularisation, cross-entropy, and their weighted sum."""
+
+from .base import EnergyBatch, Loss
+from .contrastive_divergence import ContrastiveDivergence
+from .cross_entropy import CrossEntropy
+from .energy_regularization import EnergyRegularization
+from .weighted_sum import WeightedSum
+
+__all__ = ["Loss", "EnergyBatch", "ContrastiveDivergence", "EnergyRegularization", "CrossEntropy", "WeightedSum"]

@@ -1,0 +1,7 @@
+"""Energy models: the interface, JEM's classifier energy and reference networks."""
+
+from .base import EnergyModel, check_energy
+from .classifier import ClassifierEnergy
+from .networks import MLP, NetworkEnergy, Swish, SwishCNN
+
+__all__ = ["EnergyModel", "ClassifierEnergy", "NetworkEnergy", "SwishCNN", "MLP", "Swish", "check_energy"]

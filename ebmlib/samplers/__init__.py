@@ -1,0 +1,8 @@
+"""Samplers: Langevin/SGLD, MALA and HMC behind one interface."""
+
+from .base import ChainState, Sampler, StepInfo, energy_and_grad
+from .hmc import HMC
+from .langevin import Langevin
+from .mala import MALA
+
+__all__ = ["Sampler", "ChainState", "StepInfo", "energy_and_grad", "Langevin", "MALA", "HMC"]

@@ -1,0 +1,104 @@
+"""Langevin dynamics / SGLD with the knobs image EBMs need."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from .._checks import check_positive
+from .base import ChainState, Sampler, StepInfo, energy_and_grad, per_chain_norm
+
+
+class Langevin(Sampler):
+    r"""Unadjusted Langevin dynamics (SGLD as used to train image EBMs).
+
+    One step is
+
+    .. math::
+
+        x_{t+1} = \operatorname{clamp}_{[a, b]}\Big(x_t
+            - \eta \, \operatorname{clip}_c\big(\nabla_x E(x_t)\big)
+            + \sigma \, \xi_t\Big), \qquad \xi_t \sim \mathcal{N}(0, I),
+
+    with :math:`\eta` = ``step_size``, :math:`\sigma` = ``noise_std``,
+    :math:`c` = ``grad_clip`` (element-wise) and :math:`[a, b]` = ``clamp``.
+    Exact Langevin dynamics, whose stationary law tends to :math:`e^{-E}` as
+    :math:`\eta \to 0`, has :math:`\sigma = \sqrt{2\eta}`; that is the default.
+    JEM decouples the two (``step_size=1, noise_std=0.01``), which samples a
+    colder distribution but mixes far faster on images.
+
+    Parameters
+    ----------
+    step_size : float
+        :math:`\eta > 0`.
+    noise_std : float, optional
+        :math:`\sigma \ge 0`; default :math:`\sqrt{2\eta}`.
+    n_steps : int
+        Default number of steps for :meth:`sample`.
+    grad_clip : float, optional
+        Clip each gradient element to :math:`[-c, c]`.
+    clamp : (float, float), optional
+        Box :math:`[a, b]` the samples are clamped to after every step.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from ebmlib.models import NetworkEnergy
+    >>> model = NetworkEnergy(torch.nn.Linear(2, 1))
+    >>> sampler = Langevin(step_size=0.01, n_steps=10)
+    >>> g = torch.Generator().manual_seed(0)
+    >>> sampler.sample(model, torch.zeros(8, 2), generator=g).shape
+    torch.Size([8, 2])
+    """
+
+    def __init__(
+        self,
+        step_size: float,
+        noise_std: float | None = None,
+        n_steps: int = 20,
+        grad_clip: float | None = None,
+        clamp: tuple[float, float] | None = None,
+    ) -> None:
+        super().__init__(n_steps)
+        check_positive(step_size, "step_size")
+        noise_std = math.sqrt(2.0 * step_size) if noise_std is None else noise_std
+        check_positive(noise_std, "noise_std", allow_zero=True)
+        if grad_clip is not None:
+            check_positive(grad_clip, "grad_clip")
+        if clamp is not None and not clamp[0] < clamp[1]:
+            raise ValueError(f"clamp must be (low, high) with low < high, got {clamp}")
+        self.step_size = step_size
+        self.noise_std = noise_std
+        self.grad_clip = grad_clip
+        self.clamp = clamp
+
+    def step(
+        self,
+        model: nn.Module,
+        state: ChainState,
+        y: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[ChainState, StepInfo]:
+        x = state.position
+        if state.grad is not None and state.energy is not None:
+            energy, grad = state.energy, state.grad
+        else:
+            energy, grad = energy_and_grad(model, x, y)
+        info = StepInfo(energy, per_chain_norm(grad))
+        if self.grad_clip is not None:
+            grad = grad.clamp(-self.grad_clip, self.grad_clip)
+        x = x - self.step_size * grad
+        if self.noise_std > 0:
+            noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            x = x + self.noise_std * noise
+        if self.clamp is not None:
+            x = x.clamp(self.clamp[0], self.clamp[1])
+        return ChainState(x), info
+
+    def extra_repr(self) -> str:
+        return (
+            f"step_size={self.step_size}, noise_std={self.noise_std}, n_steps={self.n_steps}, "
+            f"grad_clip={self.grad_clip}, clamp={self.clamp}"
+        )
