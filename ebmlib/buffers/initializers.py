@@ -35,6 +35,8 @@ class UniformInit(Initializer):
     torch.Size([3, 2])
     """
 
+    _device_tracker: Tensor
+
     def __init__(self, event_shape: tuple[int, ...], low: float = -1.0, high: float = 1.0) -> None:
         super().__init__(event_shape)
         if not low < high:
@@ -56,6 +58,8 @@ class GaussianInit(Initializer):
     >>> GaussianInit((1, 4, 4), std=0.5)(2).shape
     torch.Size([2, 1, 4, 4])
     """
+
+    _device_tracker: Tensor
 
     def __init__(self, event_shape: tuple[int, ...], mean: float = 0.0, std: float = 1.0) -> None:
         super().__init__(event_shape)
@@ -94,6 +98,9 @@ class ClassGaussianInit(Initializer):
     >>> init(4, y=torch.tensor([0, 1, 0, 1])).shape
     torch.Size([4, 3])
     """
+
+    means: Tensor
+    cholesky_factors: Tensor
 
     def __init__(
         self,

@@ -138,4 +138,7 @@ class ReplayBuffer(nn.Module):
         self.samples.copy_(self.initializer(self.capacity, labels, generator))
 
     def extra_repr(self) -> str:
-        return f"capacity={self.capacity}, event_shape={self.event_shape}, reinit_prob={self.reinit_prob}, n_classes={self.n_classes}"
+        return (
+            f"capacity={self.capacity}, event_shape={self.event_shape}, "
+            f"reinit_prob={self.reinit_prob}, n_classes={self.n_classes}"
+        )

@@ -13,7 +13,9 @@ def _randn(n: int, generator: torch.Generator | None) -> Tensor:
     return torch.randn(n, 2, generator=generator)
 
 
-def eight_gaussians(n: int, generator: torch.Generator | None = None, radius: float = 2.0, std: float = 0.1) -> Tensor:
+def eight_gaussians(
+    n: int, generator: torch.Generator | None = None, radius: float = 2.0, std: float = 0.1
+) -> Tensor:
     """Equal mixture of 8 Gaussians (std ``std``) on a circle of ``radius``; shape ``(n, 2)``.
 
     Examples
@@ -41,7 +43,9 @@ def two_moons(n: int, generator: torch.Generator | None = None, std: float = 0.0
     return torch.stack([x - 0.5, y - 0.25], dim=1) * 1.5 + std * _randn(n, generator)
 
 
-def rings(n: int, generator: torch.Generator | None = None, radii: tuple[float, ...] = (0.75, 1.5, 2.25), std: float = 0.05) -> Tensor:
+def rings(
+    n: int, generator: torch.Generator | None = None, radii: tuple[float, ...] = (0.75, 1.5, 2.25), std: float = 0.05
+) -> Tensor:
     """Concentric circles of the given radii, points spread uniformly along each; shape ``(n, 2)``.
 
     Examples

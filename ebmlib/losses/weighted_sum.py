@@ -44,7 +44,7 @@ class WeightedSum(Loss):
                 raise ValueError(f"weight of term {name!r} must be non-negative, got {weight}")
         if all(weight == 0 for weight, _ in terms.values()):
             raise ValueError("WeightedSum needs at least one term with a positive weight")
-        self.terms = nn.ModuleDict({name: loss for name, (_, loss) in terms.items()})
+        self.terms: Mapping[str, Loss] = nn.ModuleDict({name: loss for name, (_, loss) in terms.items()})  # type: ignore[assignment]
         self.weights = {name: float(weight) for name, (weight, _) in terms.items()}
 
     def needs(self) -> frozenset[str]:
