@@ -11,8 +11,25 @@ from .._checks import check_batch, check_labels, check_positive
 
 
 class Initializer(nn.Module, ABC):
-    """Draws starting points for new chains. Parameters are registered buffers,
-    so they follow ``.to(device)`` and ``state_dict()``."""
+    """Draws starting points for new chains: ``initializer(n, y=None, generator=None)``.
+
+    Subclasses implement :meth:`forward`. Their parameters are registered buffers,
+    so they follow ``.to(device)`` and ``state_dict()``.
+
+    Parameters
+    ----------
+    event_shape : tuple of int
+        Shape of one sample; ``n`` draws have shape ``(n, *event_shape)``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> class Zeros(Initializer):
+    ...     def forward(self, n, y=None, generator=None):
+    ...         return torch.zeros(n, *self.event_shape)
+    >>> Zeros((1, 2))(3).shape
+    torch.Size([3, 1, 2])
+    """
 
     def __init__(self, event_shape: tuple[int, ...]) -> None:
         super().__init__()
@@ -22,12 +39,32 @@ class Initializer(nn.Module, ABC):
     def forward(
         self, n: int, y: Tensor | None = None, generator: torch.Generator | None = None
     ) -> Tensor:
-        """``n`` starting points, shape ``(n, *event_shape)``; ``y`` ``(n,)`` picks classes
-        where the initializer is class-aware (others ignore it)."""
+        """``n`` starting points.
+
+        Parameters
+        ----------
+        n : int
+            Number of points.
+        y : Tensor of int64, shape ``(n,)``, optional
+            Classes, for class-aware initializers (the others ignore it).
+        generator : torch.Generator, optional
+            Source of the random draws; on the initializer's device.
+
+        Returns
+        -------
+        Tensor, shape ``(n, *event_shape)``
+        """
 
 
 class UniformInit(Initializer):
-    """Uniform noise on the box ``[low, high]``.
+    """Uniform noise on the box ``[low, high]``, independently per coordinate.
+
+    Parameters
+    ----------
+    event_shape : tuple of int
+        Shape of one sample.
+    low, high : float
+        The box, ``low < high``.
 
     Examples
     --------
@@ -52,6 +89,15 @@ class UniformInit(Initializer):
 
 class GaussianInit(Initializer):
     """Isotropic Gaussian ``mean + std * N(0, I)``.
+
+    Parameters
+    ----------
+    event_shape : tuple of int
+        Shape of one sample.
+    mean : float
+        Mean of every coordinate.
+    std : float
+        Standard deviation of every coordinate, ``> 0``.
 
     Examples
     --------

@@ -26,6 +26,17 @@ class EnergyBatch:
         :math:`E(x^+, y^+)`.
     conditional_negative_energy : Tensor, shape ``(M,)``
         :math:`E(x^-, y^-)` of class-conditional chains run for labels :math:`y^-`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> batch = EnergyBatch(positive_energy=torch.tensor([-1.0]), negative_energy=torch.tensor([2.0]))
+    >>> batch.get("positive_energy", "MyLoss")
+    tensor([-1.])
+    >>> batch.get("logits", "MyLoss")
+    Traceback (most recent call last):
+    ...
+    ValueError: MyLoss needs EnergyBatch.logits, which was not computed (has: ['positive_energy', 'negative_energy'])
     """
 
     positive_energy: Tensor | None = None
@@ -50,6 +61,18 @@ class Loss(nn.Module, ABC):
     Subclasses implement :meth:`forward` and, if they read other fields of
     :class:`EnergyBatch` than the two energies, override :meth:`needs`, so a
     recipe computes (and samples) only what is needed.
+
+    Examples
+    --------
+    >>> import torch
+    >>> class MeanEnergy(Loss):
+    ...     def forward(self, batch):
+    ...         loss = batch.get("positive_energy", "MeanEnergy").mean()
+    ...         return loss, {"mean_energy": loss.detach()}
+    ...     def needs(self):
+    ...         return frozenset({"positive_energy"})
+    >>> MeanEnergy()(EnergyBatch(positive_energy=torch.tensor([1.0, 3.0])))
+    (tensor(2.), {'mean_energy': tensor(2.)})
     """
 
     @abstractmethod

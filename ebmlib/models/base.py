@@ -45,6 +45,7 @@ class EnergyModel(nn.Module, ABC):
         """
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        """:meth:`energy`, checked by :func:`check_energy` to hold one energy per sample, shape ``(B,)``."""
         energy = self.energy(x, y)
         check_energy(energy, x, type(self).__name__)
         return energy
@@ -66,6 +67,30 @@ def check_energy(energy: Tensor, x: Tensor, name: str = "energy model") -> None:
     """Raise ``ValueError`` unless ``energy`` holds one value per sample of ``x``.
 
     Checks shapes only, so it never synchronises with the device.
+
+    Parameters
+    ----------
+    energy : Tensor
+        What an energy model returned; must have shape ``(B,)``.
+    x : Tensor, shape ``(B, *event_shape)``
+        The model's input.
+    name : str
+        The model's name in the error message.
+
+    Raises
+    ------
+    ValueError
+        If ``energy`` is not a tensor of shape ``(B,)``; for ``(B, 1)`` the message
+        suggests squeezing the last dimension.
+
+    Examples
+    --------
+    >>> import torch
+    >>> check_energy(torch.zeros(3), torch.zeros(3, 2))
+    >>> check_energy(torch.zeros(3, 1), torch.zeros(3, 2), "MyModel")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: MyModel must return energies of shape (B,) = (3,) ... got (3, 1) (squeeze the last dimension)
     """
     expected = (x.shape[0],)
     if not isinstance(energy, Tensor) or tuple(energy.shape) != expected:

@@ -18,6 +18,7 @@ class Swish(nn.Module):
     """
 
     def forward(self, x: Tensor) -> Tensor:
+        r""":math:`x \cdot \sigma(x)`, element-wise; same shape as ``x``."""
         return nn.functional.silu(x)
 
 

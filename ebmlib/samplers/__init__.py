@@ -1,8 +1,9 @@
-"""Samplers: Langevin/SGLD, MALA and HMC behind one interface."""
+"""Samplers: Langevin/SGLD, MALA and HMC behind one interface, with opt-in fast paths."""
 
+from .acceleration import PRECISIONS
 from .base import ChainState, Sampler, StepInfo, energy_and_grad
 from .hmc import HMC
 from .langevin import Langevin
 from .mala import MALA
 
-__all__ = ["Sampler", "ChainState", "StepInfo", "energy_and_grad", "Langevin", "MALA", "HMC"]
+__all__ = ["Sampler", "ChainState", "StepInfo", "energy_and_grad", "Langevin", "MALA", "HMC", "PRECISIONS"]

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from .._checks import check_batch
 from ..models.base import check_energy
+from .acceleration import autocast, check_cuda_graph_available, check_precision, compiled, run_in_cuda_graph
 
 
 class ChainState(NamedTuple):
@@ -22,6 +23,13 @@ class ChainState(NamedTuple):
     energy, grad : Tensor or None
         ``E(position)`` ``(B,)`` and ``dE/dposition`` (same shape as ``position``)
         when a sampler already computed them (MALA, HMC); ``None`` otherwise.
+
+    Examples
+    --------
+    >>> import torch
+    >>> state = ChainState(torch.zeros(3, 2))
+    >>> state.position.shape, state.energy is None
+    (torch.Size([3, 2]), True)
     """
 
     position: Tensor
@@ -41,6 +49,16 @@ class StepInfo(NamedTuple):
     acceptance_rate : Tensor or None, shape ``(B,)``
         Metropolis acceptance probability of the step (MALA, HMC); ``None`` for
         samplers without an accept/reject test.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from ebmlib.models import NetworkEnergy
+    >>> from ebmlib.samplers import Langevin
+    >>> model = NetworkEnergy(torch.nn.Linear(2, 1))
+    >>> _, info = Langevin(step_size=0.1).step(model, ChainState(torch.zeros(4, 2)))
+    >>> info.energy.shape, info.grad_norm.shape, info.acceptance_rate
+    (torch.Size([4]), torch.Size([4]), None)
     """
 
     energy: Tensor
@@ -49,16 +67,38 @@ class StepInfo(NamedTuple):
 
 
 def energy_and_grad(
-    model: nn.Module, x: Tensor, y: Tensor | None = None
+    model: nn.Module, x: Tensor, y: Tensor | None = None, precision: str = "full"
 ) -> tuple[Tensor, Tensor]:
-    """``E(x)`` ``(B,)`` and ``dE/dx`` by autograd, both detached.
+    """``E(x)`` ``(B,)`` and ``dE/dx`` by autograd, both detached, in ``x``'s dtype.
 
     Only ``x`` is differentiated: parameters' ``.grad`` are never touched.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Maps ``x`` (and labels ``y``) to energies ``(B,)``.
+    x : Tensor, shape ``(B, *event_shape)``
+    y : Tensor of int64, shape ``(B,)``, optional
+    precision : {"full", "bf16"}
+        ``"bf16"`` runs the model under ``torch.autocast(dtype=torch.bfloat16)``;
+        the energy is cast back to ``x.dtype`` and the gradient comes back in it.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from ebmlib.models import NetworkEnergy
+    >>> model = NetworkEnergy(torch.nn.Linear(2, 1))
+    >>> energy, grad = energy_and_grad(model, torch.zeros(3, 2))
+    >>> energy.shape, grad.shape, torch.equal(grad[0], model.network.weight[0])
+    (torch.Size([3]), torch.Size([3, 2]), True)
     """
+    check_precision(precision)
     with torch.enable_grad():
         x = x.detach().requires_grad_(True)
-        energy = model(x) if y is None else model(x, y)
+        with autocast(precision, x.device.type):
+            energy = model(x) if y is None else model(x, y)
         check_energy(energy, x, type(model).__name__)
+        energy = energy.to(x.dtype)
         (grad,) = torch.autograd.grad(energy.sum(), x)
     return energy.detach(), grad
 
@@ -74,19 +114,75 @@ class Sampler(nn.Module, ABC):
     A sampler holds configuration only; the chains' state is passed in and out,
     and every random draw uses the ``generator`` given (the global RNG if ``None``).
     It never changes the model's train/eval mode and never leaves gradients on
-    its parameters. Subclasses implement :meth:`step`.
+    its parameters, and no step reads a tensor's value on the host. Subclasses
+    implement :meth:`step` and may override :meth:`advance`.
+
+    The fast paths are opt-in, one argument each, and combine:
+
+    - ``precision="bf16"``: run the model under bfloat16 autocast (on CPUs with
+      AMX-bf16 and on GPUs; 2.5x faster for the MNIST CNN on a Xeon with AMX);
+      chains, gradients and updates stay in the chains' dtype (float32 chains:
+      autocast leaves float64 alone). Energies carry bf16's ~3 significant
+      digits, so keep it for samplers that move by gradients alone (Langevin).
+    - ``compile_gradient=True``: ``torch.compile`` the energy-and-gradient
+      evaluation (:func:`energy_and_grad`); torch compiles once per model, input
+      shape and dtype, and the first call pays the compile time (seconds).
+    - ``cuda_graph=True``: on CUDA, capture the whole fixed-shape run of
+      :meth:`sample` (all ``n_steps`` steps, diagnostics included) in a CUDA
+      graph on first use and replay it afterwards, removing the per-kernel
+      launch cost. The graph reads the model's parameters in place, so training
+      between calls is seen; it bakes in everything else, so a new model, input
+      shape, ``n_steps``, generator or sampler setting captures a new graph (the
+      last few are kept). Pass the same generator to every call, reseeding it if
+      need be, so the graph is replayed rather than recaptured. Needs a model
+      without host synchronisation; raises ``RuntimeError`` where CUDA is missing.
 
     Parameters
     ----------
     n_steps : int
         Default number of steps for :meth:`sample`.
+    precision : {"full", "bf16"}
+        ``"full"`` computes in the chains' dtype.
+    compile_gradient : bool
+        Compile the energy-and-gradient evaluation.
+    cuda_graph : bool
+        Replay :meth:`sample` from a CUDA graph.
+
+    Examples
+    --------
+    A sampler only implements :meth:`step`; here, noiseless gradient descent:
+
+    >>> import torch
+    >>> from ebmlib.models import NetworkEnergy
+    >>> class GradientDescent(Sampler):
+    ...     def step(self, model, state, y=None, generator=None):
+    ...         energy, grad = self.energy_and_grad(model, state.position, y)
+    ...         return ChainState(state.position - 0.1 * grad), StepInfo(energy, per_chain_norm(grad))
+    >>> model = NetworkEnergy(torch.nn.Linear(2, 1))
+    >>> x, diagnostics = GradientDescent(n_steps=5).sample(model, torch.zeros(3, 2), return_diagnostics=True)
+    >>> x.shape, diagnostics["grad_norm"].shape
+    (torch.Size([3, 2]), torch.Size([5]))
     """
 
-    def __init__(self, n_steps: int) -> None:
+    def __init__(
+        self, n_steps: int, *, precision: str = "full", compile_gradient: bool = False, cuda_graph: bool = False
+    ) -> None:
         super().__init__()
         if n_steps < 1:
             raise ValueError(f"n_steps must be a positive integer, got {n_steps}")
+        check_precision(precision)
+        if cuda_graph:
+            check_cuda_graph_available()
         self.n_steps = n_steps
+        self.precision = precision
+        self.compile_gradient = compile_gradient
+        self.cuda_graph = cuda_graph
+
+    def energy_and_grad(self, model: nn.Module, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """:func:`energy_and_grad` with this sampler's ``precision`` and ``compile_gradient`` settings."""
+        if self.compile_gradient:
+            return compiled(energy_and_grad)(model, x, y, self.precision)
+        return energy_and_grad(model, x, y, self.precision)
 
     @abstractmethod
     def step(
@@ -114,6 +210,20 @@ class Sampler(nn.Module, ABC):
         (ChainState, StepInfo)
         """
 
+    def advance(
+        self,
+        model: nn.Module,
+        state: ChainState,
+        y: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> ChainState:
+        """:meth:`step` without its diagnostics: the same move, drawing the same noise.
+
+        :meth:`sample` calls it when no diagnostics are requested; samplers
+        override it to skip computing them.
+        """
+        return self.step(model, state, y, generator)[0]
+
     @overload
     def sample(
         self, model: nn.Module, x: Tensor, n_steps: int | None = ..., y: Tensor | None = ...,
@@ -136,6 +246,9 @@ class Sampler(nn.Module, ABC):
         return_diagnostics: bool = False,
     ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
         """Run chains from ``x`` for ``n_steps`` steps.
+
+        Input checks read only shapes and dtypes, plus NaN/Inf for CPU tensors
+        (where reading a value costs no device synchronisation).
 
         Parameters
         ----------
@@ -163,16 +276,38 @@ class Sampler(nn.Module, ABC):
         check_batch(x, "x")
         if y is not None and tuple(y.shape) != (x.shape[0],):
             raise ValueError(f"y must have shape ({x.shape[0]},), got {tuple(y.shape)}")
-        state = ChainState(x.detach())
+
+        def run(x: Tensor, y: Tensor | None, n_steps: int) -> tuple[Tensor, dict[str, Tensor]]:
+            return self.run_chains(model, x, n_steps, y, generator, return_diagnostics)
+
+        x = x.detach()
+        if self.cuda_graph and n_steps > 0:
+            samples, diagnostics = run_in_cuda_graph(self, model, run, x, y, n_steps, generator, return_diagnostics)
+        else:
+            samples, diagnostics = run(x, y, n_steps)
+        return (samples, diagnostics) if return_diagnostics else samples
+
+    def run_chains(
+        self,
+        model: nn.Module,
+        x: Tensor,
+        n_steps: int,
+        y: Tensor | None,
+        generator: torch.Generator | None,
+        return_diagnostics: bool,
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """The loop behind :meth:`sample`, without input checks: final positions and
+        diagnostics (an empty dict unless ``return_diagnostics``)."""
+        state = ChainState(x)
+        if not return_diagnostics:
+            for _ in range(n_steps):
+                state = self.advance(model, state, y, generator)
+            return state.position.detach(), {}
         infos: list[StepInfo] = []
         for _ in range(n_steps):
             state, info = self.step(model, state, y, generator)
-            if return_diagnostics:
-                infos.append(info)
-        samples = state.position.detach()
-        if not return_diagnostics:
-            return samples
-        return samples, stack_diagnostics(infos, x)
+            infos.append(info)
+        return state.position.detach(), stack_diagnostics(infos, x)
 
 
 def stack_diagnostics(infos: list[StepInfo], x: Tensor) -> dict[str, Tensor]:

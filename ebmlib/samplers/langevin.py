@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from .._checks import check_positive
-from .base import ChainState, Sampler, StepInfo, energy_and_grad, per_chain_norm
+from .base import ChainState, Sampler, StepInfo, per_chain_norm
 
 
 class Langevin(Sampler):
@@ -41,6 +41,14 @@ class Langevin(Sampler):
         Clip each gradient element to :math:`[-c, c]`.
     clamp : (float, float), optional
         Box :math:`[a, b]` the samples are clamped to after every step.
+    precision : {"full", "bf16"}
+        ``"bf16"``: evaluate the energy gradient under bfloat16 autocast (the fast
+        path on CPUs with AMX-bf16 and on GPUs); the update stays in the chains' dtype.
+    compile_gradient : bool
+        ``torch.compile`` the energy-gradient evaluation (first call pays the compile).
+    cuda_graph : bool
+        On CUDA, replay the whole fixed-shape :meth:`sample` run from a CUDA graph.
+        See :class:`~ebmlib.samplers.Sampler` for what each fast path keeps and costs.
 
     Examples
     --------
@@ -51,6 +59,9 @@ class Langevin(Sampler):
     >>> g = torch.Generator().manual_seed(0)
     >>> sampler.sample(model, torch.zeros(8, 2), generator=g).shape
     torch.Size([8, 2])
+    >>> fast = Langevin(step_size=0.01, n_steps=10, precision="bf16")
+    >>> fast.sample(model, torch.zeros(8, 2), generator=g).dtype
+    torch.float32
     """
 
     def __init__(
@@ -60,8 +71,12 @@ class Langevin(Sampler):
         n_steps: int = 20,
         grad_clip: float | None = None,
         clamp: tuple[float, float] | None = None,
+        *,
+        precision: str = "full",
+        compile_gradient: bool = False,
+        cuda_graph: bool = False,
     ) -> None:
-        super().__init__(n_steps)
+        super().__init__(n_steps, precision=precision, compile_gradient=compile_gradient, cuda_graph=cuda_graph)
         check_positive(step_size, "step_size")
         noise_std = math.sqrt(2.0 * step_size) if noise_std is None else noise_std
         check_positive(noise_std, "noise_std", allow_zero=True)
@@ -81,24 +96,40 @@ class Langevin(Sampler):
         y: Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> tuple[ChainState, StepInfo]:
-        x = state.position
-        if state.grad is not None and state.energy is not None:
-            energy, grad = state.energy, state.grad
-        else:
-            energy, grad = energy_and_grad(model, x, y)
-        info = StepInfo(energy, per_chain_norm(grad))
+        energy, grad = self.energy_and_grad_at(model, state, y)
+        return ChainState(self.move(state.position, grad, generator)), StepInfo(energy, per_chain_norm(grad))
+
+    def advance(
+        self,
+        model: nn.Module,
+        state: ChainState,
+        y: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> ChainState:
+        _, grad = self.energy_and_grad_at(model, state, y)
+        return ChainState(self.move(state.position, grad, generator))
+
+    def energy_and_grad_at(self, model: nn.Module, state: ChainState, y: Tensor | None) -> tuple[Tensor, Tensor]:
+        """The state's energy and gradient: reused when the state carries them."""
+        if state.energy is not None and state.grad is not None:
+            return state.energy, state.grad
+        return self.energy_and_grad(model, state.position, y)
+
+    def move(self, x: Tensor, grad: Tensor, generator: torch.Generator | None) -> Tensor:
+        """The update rule above, from positions ``x`` and gradients ``grad``; returns new positions."""
         if self.grad_clip is not None:
             grad = grad.clamp(-self.grad_clip, self.grad_clip)
-        x = x - self.step_size * grad
+        x = torch.add(x, grad, alpha=-self.step_size)  # a new tensor: the in-place ops below are safe
         if self.noise_std > 0:
             noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-            x = x + self.noise_std * noise
+            x.add_(noise, alpha=self.noise_std)
         if self.clamp is not None:
-            x = x.clamp(self.clamp[0], self.clamp[1])
-        return ChainState(x), info
+            x.clamp_(self.clamp[0], self.clamp[1])
+        return x
 
     def extra_repr(self) -> str:
         return (
             f"step_size={self.step_size}, noise_std={self.noise_std}, n_steps={self.n_steps}, "
-            f"grad_clip={self.grad_clip}, clamp={self.clamp}"
+            f"grad_clip={self.grad_clip}, clamp={self.clamp}, precision={self.precision!r}, "
+            f"compile_gradient={self.compile_gradient}, cuda_graph={self.cuda_graph}"
         )

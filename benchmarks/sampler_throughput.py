@@ -1,0 +1,461 @@
+"""Sampler throughput: ebmlib's samplers and fast paths against a bare PyTorch SGLD loop.
+
+The network is the MNIST example's (``SwishCNN(width=32)`` read as a ``ClassifierEnergy``,
+28x28 inputs). In one run the script times, interleaved (each round visits every
+variant once, in a rotated order) and reports medians over rounds:
+
+- ``bare``: a hand-written SGLD loop (``requires_grad_``, ``torch.autograd.grad``,
+  update, ``detach``), the baseline; ``bare bf16``: the same loop under bf16 autocast;
+- ebmlib's ``Langevin`` in each mode: fp32 eager (the default), ``precision="bf16"``,
+  ``compile_gradient=True`` (with and without bf16) and, on CUDA, ``cuda_graph=True``;
+- ``MALA`` and ``HMC`` (5 leapfrog steps) with the same number of gradient evaluations.
+
+and, separately, one ``JEM.training_step`` against a hand-written JEM iteration (the
+bare cost of its sampling plus one forward/backward and optimizer step of the batch).
+
+Usage::
+
+    python3 benchmarks/sampler_throughput.py                     # full CPU run, writes results/cpu.{json,md}
+    python3 benchmarks/sampler_throughput.py --quick             # batch 128, 20 steps, 3 rounds: about a minute
+    python3 benchmarks/sampler_throughput.py --device cuda       # on a GPU, writes results/cuda.{json,md}
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ebmlib.buffers import ReplayBuffer, UniformInit
+from ebmlib.losses import ContrastiveDivergence, CrossEntropy, EnergyRegularization, WeightedSum
+from ebmlib.models import ClassifierEnergy, SwishCNN
+from ebmlib.recipes import JEM
+from ebmlib.samplers import HMC, MALA, Langevin, Sampler
+
+STEP_SIZE, NOISE_STD, CLAMP = 1.0, 0.01, (-1.0, 1.0)  # the MNIST example's SGLD
+N_LEAPFROG = 5
+RESULTS = Path(__file__).parent / "results"
+
+Run = Callable[[Tensor, torch.Generator], Tensor]
+
+
+# ---------------------------------------------------------------------------------------------
+# The baseline: what a user writes by hand.
+
+
+def bare_sgld(network: nn.Module, x: Tensor, n_steps: int, generator: torch.Generator,
+              y: Tensor | None = None, bf16: bool = False) -> Tensor:
+    """SGLD written out: E(x) = -logsumexp f(x) (or -f(x)[y]), x <- clamp(x - eta dE/dx + sigma xi)."""
+    for _ in range(n_steps):
+        x = x.detach().requires_grad_(True)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = network(x)
+        logits = logits.float()
+        energy = -logits.logsumexp(1) if y is None else -logits.gather(1, y[:, None])[:, 0]
+        (grad,) = torch.autograd.grad(energy.sum(), x)
+        noise = torch.randn(x.shape, generator=generator, device=x.device)
+        x = (x - STEP_SIZE * grad + NOISE_STD * noise).clamp(*CLAMP)
+    return x.detach()
+
+
+# ---------------------------------------------------------------------------------------------
+# Variants
+
+
+@dataclass
+class Variant:
+    name: str
+    make: Callable[[int], Run]  # n_steps (gradient evaluations) -> run(x0, generator)
+    gradient_evaluations: Callable[[int], int] = lambda n: n
+
+
+def sampling_variants(model: ClassifierEnergy, device: torch.device, modes: list[str]) -> list[Variant]:
+    network = model.network
+
+    def bare(bf16: bool) -> Callable[[int], Run]:
+        return lambda n: lambda x, g: bare_sgld(network, x, n, g, bf16=bf16)
+
+    def ebmlib(make_sampler: Callable[[int], Sampler]) -> Callable[[int], Run]:
+        def make(n: int) -> Run:
+            sampler = make_sampler(n)
+            return lambda x, g: sampler.sample(model, x, generator=g)
+        return make
+
+    def langevin(**fast: Any) -> Callable[[int], Run]:
+        return ebmlib(lambda n: Langevin(STEP_SIZE, NOISE_STD, n_steps=n, clamp=CLAMP, **fast))
+
+    every = {
+        "bare": Variant("bare fp32", bare(False)),
+        "bare-bf16": Variant("bare bf16", bare(True)),
+        "langevin": Variant("Langevin fp32", langevin()),
+        "langevin-bf16": Variant("Langevin bf16", langevin(precision="bf16")),
+        "langevin-compile": Variant("Langevin compile", langevin(compile_gradient=True)),
+        "langevin-compile-bf16": Variant("Langevin compile+bf16", langevin(compile_gradient=True, precision="bf16")),
+        "langevin-cudagraph": Variant("Langevin cuda_graph", langevin(cuda_graph=True)),
+        "langevin-cudagraph-bf16": Variant("Langevin cuda_graph+bf16", langevin(cuda_graph=True, precision="bf16")),
+        # MALA: one evaluation per step plus the start; HMC: N_LEAPFROG per step plus the start.
+        "mala": Variant("MALA fp32", ebmlib(lambda n: MALA(1e-4, n_steps=n)), lambda n: n + 1),
+        "hmc": Variant("HMC fp32", ebmlib(lambda n: HMC(1e-2, N_LEAPFROG, n_steps=max(1, n // N_LEAPFROG))),
+                       lambda n: N_LEAPFROG * max(1, n // N_LEAPFROG) + 1),
+    }
+    if device.type != "cuda":
+        modes = [m for m in modes if "cudagraph" not in m]
+    if "bare" not in modes:
+        modes = ["bare", *modes]
+    return [every[m] for m in modes]
+
+
+ALL_MODES = ["bare", "bare-bf16", "langevin", "langevin-bf16", "langevin-compile", "langevin-compile-bf16",
+             "langevin-cudagraph", "langevin-cudagraph-bf16", "mala", "hmc"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Timing and memory
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(function: Callable[[], object], device: torch.device) -> float:
+    synchronize(device)
+    start = time.perf_counter()
+    function()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def peak_memory_mib(function: Callable[[], object], device: torch.device) -> float | None:
+    """Peak tensor memory allocated above the level before the call, in MiB."""
+    if device.type == "cuda":
+        synchronize(device)
+        before = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        function()
+        synchronize(device)
+        return (torch.cuda.max_memory_allocated(device) - before) / 2**20
+    try:  # CPU: replay the profiler's allocation events in time order
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            function()
+        events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
+                        if e.name() == "[memory]")
+    except Exception:  # noqa: BLE001 - memory is a nice-to-have; the timings stand without it
+        return None
+    level = peak = 0
+    for _, nbytes in events:
+        level += nbytes
+        peak = max(peak, level)
+    return peak / 2**20
+
+
+@dataclass
+class Row:
+    variant: str
+    batch_size: int
+    n_steps: int
+    gradient_evaluations: int
+    seconds: list[float] = field(default_factory=list)
+    first_call_s: float | None = None  # the warm-up call (compile, capture); once per variant and shape
+    peak_mib: float | None = None
+    median_s: float = 0.0
+    ms_per_evaluation: float = 0.0
+    chain_steps_per_s: float = 0.0
+    ratio_to_bare: float = 0.0
+    ratio_to_bare_of_minima: float = 0.0  # min over rounds: less sensitive to other load on the machine
+
+
+def summarize(rows: list[Row], baseline: str) -> None:
+    for row in rows:
+        row.median_s = statistics.median(row.seconds)
+        row.ms_per_evaluation = 1e3 * row.median_s / row.gradient_evaluations
+        row.chain_steps_per_s = row.batch_size * row.gradient_evaluations / row.median_s
+    bare = {(r.batch_size, r.n_steps): r for r in rows if r.variant == baseline}
+    for row in rows:
+        base = bare[row.batch_size, row.n_steps]
+        row.ratio_to_bare = row.ms_per_evaluation / base.ms_per_evaluation
+        row.ratio_to_bare_of_minima = (min(row.seconds) / row.gradient_evaluations) / (
+            min(base.seconds) / base.gradient_evaluations)
+
+
+Case = tuple[Row, Callable[[], object], tuple[object, ...]]  # row, run, warm-up key
+
+
+def interleaved(cases: list[Case], rounds: int, device: torch.device) -> None:
+    """Time every case once per round, rotating the order, after an uncounted warm-up visit.
+
+    Cases sharing a warm-up key (same variant and shapes; compiled code is reused across
+    numbers of steps) are warmed once.
+    """
+    warmed: set[tuple[object, ...]] = set()
+    for row, run, warm_key in cases:
+        if warm_key not in warmed:
+            warmed.add(warm_key)
+            row.first_call_s = timed(run, device)
+            print(f"  warm-up {row.variant:30s} B={row.batch_size:<4d} steps={row.n_steps:<3d} "
+                  f"{row.first_call_s:7.2f} s", file=sys.stderr, flush=True)
+    for r in range(rounds):
+        shift = r % len(cases)
+        for row, run, _ in cases[shift:] + cases[:shift]:
+            row.seconds.append(timed(run, device))
+        print(f"  round {r + 1}/{rounds} done", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Benchmarks
+
+
+def build_model(device: torch.device) -> ClassifierEnergy:
+    torch.manual_seed(0)
+    return ClassifierEnergy(SwishCNN(channels=1, width=32, n_outputs=10), n_classes=10).to(device)
+
+
+def benchmark_sampling(args: argparse.Namespace, device: torch.device) -> list[Row]:
+    model = build_model(device)
+    variants = sampling_variants(model, device, args.modes)
+    cases: list[Case] = []
+    for batch_size in args.batch_sizes:
+        x0 = torch.rand(batch_size, 1, 28, 28, generator=torch.Generator().manual_seed(1)).to(device) * 2 - 1
+        for n_steps in args.steps:
+            for variant in variants:
+                run = variant.make(n_steps)
+                generator = torch.Generator(device).manual_seed(0)
+                row = Row(variant.name, batch_size, n_steps, variant.gradient_evaluations(n_steps))
+                graph = "cuda_graph" in variant.name  # a CUDA graph is captured per number of steps
+                cases.append((row, functools.partial(run, x0, generator),
+                              (variant.name, batch_size, n_steps if graph else None)))
+    interleaved(cases, args.rounds, device)
+    peaks: dict[tuple[str, int], float | None] = {}  # memory does not grow with the number of steps
+    for row, _, _ in cases:
+        if (row.variant, row.batch_size) not in peaks:
+            run = next(v for v in variants if v.name == row.variant).make(2)
+            x0 = torch.rand(row.batch_size, 1, 28, 28, device=device) * 2 - 1
+            generator = torch.Generator(device).manual_seed(0)
+            peaks[row.variant, row.batch_size] = peak_memory_mib(lambda: run(x0, generator), device)  # noqa: B023
+        row.peak_mib = peaks[row.variant, row.batch_size]
+    rows = [row for row, _, _ in cases]
+    summarize(rows, "bare fp32")
+    return rows
+
+
+def jem_recipe(device: torch.device, sampler: Langevin) -> JEM:
+    """The MNIST example's JEM: CE + class-conditional CD + energy L2, per-class replay buffer."""
+    model = build_model(device)
+    terms = {
+        "p_y_given_x": (1.0, CrossEntropy()),
+        "p_x_given_y": (1.0, ContrastiveDivergence(conditional=True)),
+        "energy_l2_given_y": (0.1, EnergyRegularization(conditional=True)),
+    }
+    buffer = ReplayBuffer(10000, UniformInit((1, 28, 28)), 0.05, n_classes=10,
+                          generator=torch.Generator().manual_seed(0))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    return JEM(model, sampler, buffer, optimizer, WeightedSum(terms), input_noise_std=0.03).to(device)
+
+
+def bare_jem_iteration(recipe: JEM, n_steps: int, bf16: bool) -> Callable[[Tensor, Tensor, torch.Generator], None]:
+    """The same iteration written by hand: buffer draw, bare SGLD, one forward/backward, Adam step."""
+    network, samples = recipe.model.network, recipe.buffer.samples
+    slots = recipe.buffer.slots_per_class
+
+    def iteration(x: Tensor, y: Tensor, generator: torch.Generator) -> None:
+        device, batch = x.device, x.shape[0]
+        x = x + 0.03 * torch.randn(x.shape, generator=generator, device=device)
+        y_neg = torch.randint(10, (batch,), generator=generator, device=device)
+        index = y_neg * slots + torch.randint(slots, (batch,), generator=generator, device=device)
+        fresh = torch.rand(x.shape, generator=generator, device=device) * 2 - 1
+        reinit = torch.rand(batch, generator=generator, device=device) < 0.05
+        x0 = torch.where(reinit[:, None, None, None], fresh, samples[index])
+        x_neg = bare_sgld(network, x0, n_steps, generator, y=y_neg, bf16=bf16)
+        samples[index] = x_neg
+        logits_pos, logits_neg = network(torch.cat([x, x_neg])).split([batch, batch])
+        energy_pos = -logits_pos.gather(1, y[:, None])[:, 0]
+        energy_neg = -logits_neg.gather(1, y_neg[:, None])[:, 0]
+        loss = (F.cross_entropy(logits_pos, y) + energy_pos.mean() - energy_neg.mean()
+                + 0.1 * (energy_pos.pow(2).mean() + energy_neg.pow(2).mean()))
+        recipe.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        recipe.optimizer.step()
+
+    return iteration
+
+
+def two_iterations(step: Callable[[Tensor, Tensor, torch.Generator], object], x: Tensor, y: Tensor,
+                   generator: torch.Generator) -> None:
+    step(x, y, generator)
+    step(x, y, generator)
+
+
+def benchmark_jem(args: argparse.Namespace, device: torch.device) -> list[Row]:
+    n_steps, batch = args.jem_steps, args.jem_batch_size
+    x = torch.rand(batch, 1, 28, 28, generator=torch.Generator().manual_seed(2)).to(device) * 2 - 1
+    y = torch.randint(10, (batch,), generator=torch.Generator().manual_seed(3)).to(device)
+
+    def sampler(**fast: Any) -> Langevin:
+        return Langevin(STEP_SIZE, NOISE_STD, n_steps=n_steps, clamp=CLAMP, **fast)
+
+    def library(recipe: JEM) -> Callable[[Tensor, Tensor, torch.Generator], object]:
+        return recipe.training_step
+
+    makers: dict[str, Callable[[], Callable[[Tensor, Tensor, torch.Generator], object]]] = {
+        "bare JEM iteration fp32": lambda: bare_jem_iteration(jem_recipe(device, sampler()), n_steps, False),
+        "JEM.training_step fp32": lambda: library(jem_recipe(device, sampler())),
+        "bare JEM iteration bf16": lambda: bare_jem_iteration(jem_recipe(device, sampler()), n_steps, True),
+        "JEM.training_step bf16 sampler": lambda: library(jem_recipe(device, sampler(precision="bf16"))),
+    }
+    if device.type == "cuda":
+        makers["JEM.training_step cuda_graph"] = lambda: library(jem_recipe(device, sampler(cuda_graph=True)))
+    cases: list[Case] = []
+    for name, make in makers.items():
+        step = make()
+        generator = torch.Generator(device).manual_seed(0)
+        row = Row(name, batch, n_steps, n_steps)
+        cases.append((row, functools.partial(two_iterations, step, x, y, generator), (name,)))
+    interleaved(cases, args.rounds, device)
+    for row, run, _ in cases:
+        row.peak_mib = peak_memory_mib(run, device)
+    rows = [row for row, _, _ in cases]
+    for row in rows:
+        row.seconds = [s / 2 for s in row.seconds]  # two iterations per visit
+    summarize(rows, "bare JEM iteration fp32")
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+
+
+def machine(device: torch.device) -> dict[str, object]:
+    cpu = platform.processor() or platform.machine()
+    flags: list[str] = []
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and cpu in (platform.processor(), platform.machine()):
+                cpu = line.split(":", 1)[1].strip()
+            if line.startswith("flags") and not flags:
+                flags = [f for f in line.split(":", 1)[1].split() if f.startswith(("amx", "avx512_bf16"))]
+    except OSError:
+        pass
+    info: dict[str, object] = {
+        "cpu": cpu, "cpu_bf16_flags": flags, "logical_cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__, "python": platform.python_version(), "platform": platform.platform(),
+        "device": str(device), "load_average_start": os.getloadavg(),
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def table(rows: list[Row], per: str) -> str:
+    lines = [f"| variant | batch | steps | {per}/s | ms per {per} | ratio to bare fp32 | ratio of minima | peak MiB "
+             "| first call s |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        peak = "n/a" if r.peak_mib is None else f"{r.peak_mib:.0f}"
+        first = "" if r.first_call_s is None else f"{r.first_call_s:.1f}"
+        sampling = per == "sample-step"
+        rate, ms = (r.chain_steps_per_s, r.ms_per_evaluation) if sampling else (1 / r.median_s, 1e3 * r.median_s)
+        lines.append(f"| {r.variant} | {r.batch_size} | {r.n_steps} | {rate:,.1f} | {ms:.2f} | "
+                     f"{r.ratio_to_bare:.3f} | {r.ratio_to_bare_of_minima:.3f} | {peak} | {first} |")
+    return "\n".join(lines)
+
+
+def markdown(report: dict, sampling: list[Row], jem: list[Row]) -> str:
+    m = report["machine"]
+    parts = [
+        f"# Sampler throughput on {m.get('gpu', m['cpu'])}",
+        "",
+        f"- command: `{report['command']}`",
+        f"- device: {m['device']}; CPU: {m['cpu']} ({m['logical_cpus']} logical CPUs, {m['torch_threads']} torch "
+        f"threads, flags {' '.join(m['cpu_bf16_flags']) or 'none'}); torch {m['torch']}, Python {m['python']}",
+        f"- load average (1/5/15 min) at start {fmt_load(m['load_average_start'])}, "
+        f"at end {fmt_load(m['load_average_end'])}; {report['rounds']} interleaved rounds, medians; "
+        f"total {report['total_s'] / 60:.1f} min",
+        "- network: SwishCNN(width=32) as ClassifierEnergy on 28x28 inputs; SGLD step 1.0, noise 0.01, clamp [-1, 1]",
+        "",
+    ]
+    columns = ("*Ratio to bare fp32*: median time over the bare fp32 loop's median, at the same batch size and "
+               "steps; *ratio of minima*: the same with the fastest round of each, less sensitive to other load; "
+               "*peak MiB*: tensor memory allocated above the starting level during a short run; *first call*: "
+               "the uncounted warm-up call (compilation, graph capture), once per variant and shape.")
+    if sampling:
+        parts += ["## Sampling", "",
+                  "One *sample-step* is one chain advanced by one gradient evaluation (MALA: one step plus the "
+                  "start; HMC: 5 leapfrog steps per step plus the start); times are per gradient evaluation. "
+                  + columns, "",
+                  table(sampling, "sample-step"), ""]
+    if jem:
+        parts += ["## JEM training iteration", "",
+                  "One `JEM.training_step` (per-class buffer draw, SGLD, one forward/backward of data and negatives, "
+                  "Adam step) against the same iteration written by hand; `steps` = SGLD steps per iteration. "
+                  + columns, "",
+                  table(jem, "iteration"), ""]
+    return "\n".join(parts)
+
+
+def fmt_load(load: Any) -> str:
+    return " / ".join(f"{v:.2f}" for v in load)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--device", default="cpu", help="cpu | cuda")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 128, 256])
+    p.add_argument("--steps", type=int, nargs="+", default=[20, 60], help="gradient evaluations per run")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved timed rounds (after one warm-up round)")
+    p.add_argument("--modes", nargs="+", default=ALL_MODES, choices=ALL_MODES)
+    p.add_argument("--jem-steps", type=int, default=20, help="SGLD steps per JEM iteration")
+    p.add_argument("--jem-batch-size", type=int, default=64)
+    p.add_argument("--skip-sampling", action="store_true")
+    p.add_argument("--skip-jem", action="store_true")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
+    p.add_argument("--quick", action="store_true", help="batch 128, 20 steps, 3 rounds")
+    p.add_argument("--out", default=None, help="output stem (default: benchmarks/results/<device>)")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.batch_sizes, args.steps, args.rounds = [128], [20], 3
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: torch.cuda.is_available() is False on this machine")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    report: dict = {"command": " ".join(["python3", "benchmarks/sampler_throughput.py", *sys.argv[1:]]),
+                    "machine": machine(device), "rounds": args.rounds}
+    sampling = [] if args.skip_sampling else benchmark_sampling(args, device)
+    jem = [] if args.skip_jem else benchmark_jem(args, device)
+    report["machine"]["load_average_end"] = os.getloadavg()
+    report["total_s"] = time.perf_counter() - start
+    report["sampling"] = [asdict(r) for r in sampling]
+    report["jem"] = [asdict(r) for r in jem]
+    text = markdown(report, sampling, jem)
+    print(text)
+    stem = Path(args.out) if args.out else RESULTS / device.type
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
+    stem.with_suffix(".md").write_text(text + "\n")
+    print(f"wrote {stem.with_suffix('.json')} and {stem.with_suffix('.md')}", file=sys.stderr)
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""Sphinx configuration for ebmlib's documentation.
+
+Build (offline, every warning an error)::
+
+    python3 -m sphinx -W --keep-going -b html docs docs/_build/html
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+DOCS = Path(__file__).resolve().parent
+ROOT = DOCS.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(DOCS / "scripts"))
+
+from rst_tables import write_generated_pages  # noqa: E402
+
+import ebmlib  # noqa: E402
+
+project = "ebmlib"
+author = "ebmlib developers"
+copyright = "2025, ebmlib developers"  # noqa: A001
+release = version = ebmlib.__version__
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.doctest",
+    "sphinx.ext.mathjax",
+    "sphinx.ext.napoleon",
+    "sphinx.ext.viewcode",
+]
+
+# No intersphinx: the docs build offline.
+templates_path = ["_templates"]
+exclude_patterns = ["_build"]
+html_theme = "furo"
+html_title = f"ebmlib {release}"
+html_static_path = ["_static"]
+
+autosummary_generate = True
+autosummary_imported_members = False
+autodoc_member_order = "bysource"
+autodoc_typehints = "signature"
+autodoc_inherit_docstrings = True
+python_use_unqualified_type_names = True
+
+napoleon_google_docstring = False
+napoleon_numpy_docstring = True
+napoleon_use_rtype = False
+# Parameter types are free text ("Tensor, shape ``(B,)``", "path-like, optional"):
+# render them as text, not as cross-references to classes named "shape" or "optional".
+napoleon_use_param = False
+napoleon_use_keyword = False
+
+# Every broken cross-reference is an error. Without intersphinx (no internet) the
+# targets of torch's, numpy's and the standard library's types don't exist, so
+# references to those, and only those, are allowed to stay unresolved: dotted names
+# from signatures (``torch.Tensor``, ``collections.abc.Callable``), and torch's two
+# classes by their short names, as napoleon's "Attributes" types (``Tensor``) and
+# docstrings inherited from ``torch.nn.Module.forward`` (``Module``) write them.
+nitpicky = True
+nitpick_ignore_regex = [
+    (r"py:.*", r"(torch|torchvision|numpy|np|nn|abc|collections|os|pathlib|typing|typing_extensions)(\..*)?"),
+    (r"py:class", r"Tensor|Module"),
+]
+
+
+def check_docstring(app, what, name, obj, options, lines):  # type: ignore[no-untyped-def]
+    """A public module, class or function without a docstring fails the build."""
+    if what in {"module", "class", "function", "exception"} and not any(line.strip() for line in lines):
+        from sphinx.util import logging
+
+        logging.getLogger(__name__).warning(f"{what} {name} has no docstring", type="ebmlib", subtype="docstring")
+
+
+def skip_tuple_fields(app, what, name, obj, skip, options):  # type: ignore[no-untyped-def]
+    """NamedTuple fields are described in their class's Attributes section."""
+    if (getattr(obj, "__doc__", None) or "").startswith("Alias for field number"):
+        return True
+    return None
+
+
+def setup(app):  # type: ignore[no-untyped-def]
+    write_generated_pages(ROOT, DOCS / "_generated")
+    app.connect("autodoc-process-docstring", check_docstring)
+    app.connect("autodoc-skip-member", skip_tuple_fields)

@@ -1,0 +1,302 @@
+"""The documentation: every public symbol documented and in the API reference; the tutorials' code runs.
+
+The docs build itself (``python3 -m sphinx -W --keep-going -b html docs docs/_build/html``)
+runs in CI; these tests need neither Sphinx nor matplotlib.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import importlib.util
+import inspect
+import json
+import math
+import pkgutil
+import re
+import runpy
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import torch
+
+import ebmlib
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+SCRIPTS = DOCS / "scripts"
+MNIST_PICTURES = ("samples_buffer.png", "samples_fresh.png", "samples_conditional.png", "chain_evolution.png",
+                  "training_curves.png")
+
+
+# ------------------------------------------------------------------------------------- public symbols
+def public_modules() -> list[ModuleType]:
+    """``ebmlib``'s direct submodules and subpackages (``ebmlib.models``, ``ebmlib.training``, ...), then ``ebmlib``."""
+    names = [info.name for info in pkgutil.iter_modules(ebmlib.__path__) if not info.name.startswith("_")]
+    return [*(importlib.import_module(f"ebmlib.{name}") for name in names), ebmlib]
+
+
+def public_names(module: ModuleType) -> list[str]:
+    """``__all__``, or else the classes and functions the module defines without a leading underscore."""
+    if hasattr(module, "__all__"):
+        return list(module.__all__)
+    return [name for name, obj in vars(module).items() if not name.startswith("_")
+            and (inspect.isclass(obj) or inspect.isfunction(obj)) and obj.__module__ == module.__name__]
+
+
+def public_symbols() -> dict[str, Any]:
+    """One qualified name per public object (its subpackage's; re-exports counted once), modules left out."""
+    found: dict[int, tuple[str, Any]] = {}
+    for module in public_modules():
+        for name in public_names(module):
+            obj = getattr(module, name)
+            if not inspect.ismodule(obj):
+                found.setdefault(id(obj), (f"{module.__name__}.{name}", obj))
+    return dict(sorted(found.values(), key=lambda item: item[0]))
+
+
+PUBLIC = public_symbols()
+DOCUMENTED_OBJECTS = {name: obj for name, obj in PUBLIC.items() if inspect.isclass(obj) or callable(obj)}
+DATA_OBJECTS = {name: obj for name, obj in PUBLIC.items() if name not in DOCUMENTED_OBJECTS}
+
+
+def attribute_docstring(obj: Any, name: str) -> str:
+    """The ``\"\"\"docstring\"\"\"`` under the module-level assignment of ``name`` that defines ``obj``."""
+    package = Path(ebmlib.__file__).parent
+    for path in sorted(package.rglob("*.py")):
+        module_name = ".".join(path.relative_to(package.parent).with_suffix("").parts).removesuffix(".__init__")
+        module = sys.modules.get(module_name)
+        if module is None or getattr(module, name, None) is not obj:
+            continue
+        body = ast.parse(path.read_text()).body
+        for statement, following in zip(body, body[1:], strict=False):
+            targets = statement.targets if isinstance(statement, ast.Assign) else (
+                [statement.target] if isinstance(statement, ast.AnnAssign) else [])
+            if any(isinstance(t, ast.Name) and t.id == name for t in targets) and isinstance(following, ast.Expr) \
+                    and isinstance(following.value, ast.Constant) and isinstance(following.value.value, str):
+                return following.value.value
+    return ""
+
+
+def test_public_symbols_are_found():
+    # Guards the walk above: it must see the core parts and the modules without __all__.
+    assert {"ebmlib.recipes.EBM", "ebmlib.samplers.Sampler", "ebmlib.training.Trainer"} <= set(PUBLIC)
+    assert len(DOCUMENTED_OBJECTS) > 30
+
+
+@pytest.mark.parametrize("name", sorted(DOCUMENTED_OBJECTS))
+def test_public_symbol_has_numpy_docstring_with_example(name):
+    doc = inspect.cleandoc(DOCUMENTED_OBJECTS[name].__doc__ or "")
+    assert doc.strip(), f"{name} has no docstring"
+    assert doc.splitlines()[0].strip(), f"{name}'s docstring must start with a one-line summary"
+    google = re.search(r"^(Args|Arguments|Returns|Raises|Yields|Example|Examples):\s*$", doc, re.MULTILINE)
+    assert google is None, f"{name}'s docstring has a Google-style section {google and google.group(0)!r}"
+    examples = re.search(r"^Examples\n-{8,}\n(.*)", doc, re.MULTILINE | re.DOTALL)
+    assert examples is not None, f"{name}'s docstring has no numpy-style 'Examples' section"
+    assert ">>>" in examples.group(1), f"{name}'s Examples section has no '>>>' example"
+
+
+@pytest.mark.parametrize("name", sorted(DATA_OBJECTS))
+def test_public_constant_has_attribute_docstring(name):
+    # Constants can't carry __doc__: Sphinx reads the string literal under their assignment.
+    short = name.rsplit(".", 1)[1]
+    assert attribute_docstring(DATA_OBJECTS[name], short).strip(), f"{name} has no docstring under its assignment"
+
+
+# ---------------------------------------------------------------------------------------- API reference
+def autosummary_entries(rst: str) -> list[str]:
+    """Qualified names listed in the ``autosummary`` directives of a reST text, with their current module."""
+    entries, module, in_block = [], "", False
+    for line in rst.splitlines():
+        directive = re.match(r"\.\. (?:automodule|currentmodule|module|py:module):: (\S+)", line)
+        if directive:
+            module, in_block = directive.group(1), False
+        elif line.startswith(".. autosummary::"):
+            in_block = True
+        elif in_block and line.strip() and not line.startswith("   "):
+            in_block = False
+        elif in_block and line.strip() and not line.strip().startswith(":"):
+            name = line.strip().removeprefix("~")
+            entries.append(name if name.startswith("ebmlib.") else f"{module}.{name}")
+    return entries
+
+
+def resolve(qualified: str) -> Any:
+    """The object a dotted name refers to (the longest importable module prefix, then attributes)."""
+    parts = qualified.split(".")
+    for split in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:split]))
+        except ImportError:
+            continue
+        for attribute in parts[split:]:
+            obj = getattr(obj, attribute)
+        return obj
+    raise ImportError(qualified)
+
+
+REFERENCE = [entry for path in sorted(DOCS.glob("*.rst")) for entry in autosummary_entries(path.read_text())]
+
+
+def test_autosummary_parser_reads_the_current_module():
+    text = (".. automodule:: ebmlib.models\n\n.. autosummary::\n   :toctree: generated\n\n"
+            "   MLP\n   ~ebmlib.EBM\n\nText\n")
+    assert autosummary_entries(text) == ["ebmlib.models.MLP", "ebmlib.EBM"]
+
+
+def test_every_reference_entry_exists():
+    assert REFERENCE, "docs/api.rst lists no autosummary entries"
+    for entry in REFERENCE:
+        resolve(entry)  # raises for a stale entry
+
+
+@pytest.mark.parametrize("name", sorted(PUBLIC))
+def test_public_symbol_is_in_api_reference(name):
+    listed = [resolve(entry) for entry in REFERENCE]
+    assert any(obj is PUBLIC[name] for obj in listed), f"{name} is missing from the autosummary lists in docs/api.rst"
+
+
+# --------------------------------------------------------------------------------------- the pages' code
+def load_script(name: str) -> ModuleType:
+    """Import ``docs/scripts/<name>.py`` as a module (the scripts are not a package)."""
+    spec = importlib.util.spec_from_file_location(f"docs_scripts_{name}", SCRIPTS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_quickstart_is_included_verbatim_and_short():
+    page = (DOCS / "quickstart.rst").read_text()
+    assert ".. literalinclude:: scripts/quickstart.py" in page
+    assert len((SCRIPTS / "quickstart.py").read_text().splitlines()) < 30
+
+
+def test_quickstart_runs_as_written_and_learns_the_eight_gaussians():
+    result = runpy.run_path(str(SCRIPTS / "quickstart.py"))
+    samples = result["samples"]
+    assert samples.shape == (2000, 2) and torch.isfinite(samples).all()
+    angles = torch.arange(8) * (2 * math.pi / 8)
+    centres = 2.0 * torch.stack([angles.cos(), angles.sin()], dim=1)  # eight_gaussians: radius 2, std 0.1
+    distance, mode = torch.cdist(samples, centres).min(dim=1)
+    near = distance < 0.5
+    # Fixed seeds. Uniform noise on the buffer's box [-3, 3]^2 puts 17% of points within 0.5 of a
+    # centre; the trained run puts 86% there and at least 5% on every mode (in expectation 12.5%).
+    assert float(near.float().mean()) > 0.6
+    assert float((torch.bincount(mode[near], minlength=8) / len(samples)).min()) > 0.03
+    assert 0 < result["trainer"].history[-1]["cd/energy_gap"] < 10
+
+
+def test_custom_energy_model_follows_the_interface():
+    tutorial = load_script("custom_parts")
+    model = tutorial.FourierEnergy(n_frequencies=8)
+    assert model(torch.randn(5, 2)).shape == (5,)
+    assert "frequencies" in model.state_dict()  # fixed state is saved, and not trained
+    assert all(p is not model.frequencies for p in model.parameters())
+
+
+def test_reflection_keeps_chains_in_the_box_and_leaves_inner_points_alone():
+    sampler = load_script("custom_parts").ReflectedLangevin(step_size=0.01, low=-2.0, high=2.0)
+    inside = torch.tensor([[-1.5, 0.0], [1.99, -1.99]])
+    torch.testing.assert_close(sampler.reflect(inside), inside)
+    torch.testing.assert_close(sampler.reflect(torch.tensor([[2.5, -2.25], [6.5, 10.0]])),
+                               torch.tensor([[1.5, -1.75], [-1.5, 2.0]]))  # 10 -> 2 - 8 -> -2 + 4
+
+
+class ZeroEnergy(ebmlib.EnergyModel):
+    def energy(self, x, y=None):
+        return 0.0 * x.sum(dim=1)
+
+
+def test_reflected_langevin_samples_the_uniform_law_of_a_flat_energy():
+    # A flat energy in the box [-2, 2]^2: the uniform law, mean 0 and variance 16/12 per coordinate.
+    # 4000 chains from 0 with noise std 1 per step mix in 300 steps; standard errors of the mean
+    # and variance are about 0.02 and 0.013, so the tolerances are about 4 standard errors.
+    sampler = load_script("custom_parts").ReflectedLangevin(step_size=0.5, low=-2.0, high=2.0, n_steps=300)
+    x = sampler.sample(ZeroEnergy(), torch.zeros(4000, 2), generator=torch.Generator().manual_seed(0))
+    assert float(x.abs().max()) <= 2.0
+    torch.testing.assert_close(x.mean(0), torch.zeros(2), atol=0.08, rtol=0)
+    torch.testing.assert_close(x.var(0), torch.full((2,), 16 / 12), atol=0.06, rtol=0)
+
+
+def test_custom_parts_tutorial_trains_with_the_library_trainer():
+    tutorial = load_script("custom_parts")
+    recipe, trainer = tutorial.train(n_batches=200)
+    assert trainer.step == 200 and isinstance(recipe.sampler, tutorial.ReflectedLangevin)
+    assert float(recipe.buffer.samples.abs().max()) <= 2.0  # the buffer's chains stayed in the box
+    x = 4 * torch.rand(4000, 2, generator=torch.Generator().manual_seed(1)) - 2
+    on_board = ((x + 2).floor().long().sum(dim=1) % 2) == 0  # the checkerboard's filled squares
+    with torch.no_grad():
+        energy = recipe.model(x)
+    # Fixed seeds; after 200 steps the empty squares' mean energy is ~14 above the filled ones'.
+    assert float(energy[~on_board].mean() - energy[on_board].mean()) > 2.0
+
+
+def test_diagnosing_runaway_callback_stops_the_unregularised_run_only():
+    diagnosing = load_script("figure_diagnostics")
+    with pytest.raises(FloatingPointError, match="diverged"):
+        diagnosing.run(**diagnosing.RUNS["no energy regularisation"], n_batches=150,
+                       callbacks=(diagnosing.stop_on_runaway(),))
+    history, _ = diagnosing.run(**diagnosing.RUNS["healthy (quickstart)"], n_batches=150,
+                                callbacks=(diagnosing.stop_on_runaway(),))
+    assert all(abs(row["cd/energy_gap"]) < 10 for row in history)
+
+
+def test_pages_include_existing_code_and_pictures():
+    for page in DOCS.rglob("*.rst"):
+        if "generated" in page.parts or "_build" in page.parts:
+            continue
+        text = page.read_text()
+        for kind, target in re.findall(r"^\.\. (literalinclude|image|figure|include):: (\S+)", text, re.MULTILINE):
+            if "_generated" not in target:  # written by the docs build itself
+                assert (page.parent / target).resolve().is_file(), f"{page.name}: {kind} {target} does not exist"
+        for marker in re.findall(r":(?:start-after|end-before): (.+)", text):
+            included = re.findall(r"^\.\. literalinclude:: (\S+)", text, re.MULTILINE)
+            assert any(marker in (page.parent / f).read_text() for f in included), f"{page.name}: marker {marker}"
+
+
+def test_mnist_page_shows_the_example_outputs():
+    page = (DOCS / "tutorials" / "mnist_jem.rst").read_text()
+    for name in MNIST_PICTURES:
+        assert f"_static/mnist/{name}" in page
+
+
+# ----------------------------------------------------------------------------------- the docs' helpers
+def test_copy_mnist_run_copies_every_output_and_names_missing_ones(tmp_path):
+    copy = load_script("copy_mnist_run")
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in copy.FILES:
+        (run / name).write_text(name)
+    copied = copy.copy_run(run, tmp_path / "static")
+    assert sorted(p.name for p in copied) == sorted(copy.FILES) and set(copy.FILES) >= {*MNIST_PICTURES}
+    assert (tmp_path / "static" / "samples_fresh.png").read_text() == "samples_fresh.png"
+    (run / "chain_evolution.png").unlink()
+    with pytest.raises(FileNotFoundError, match="chain_evolution.png"):
+        copy.copy_run(run, tmp_path / "elsewhere")
+    assert not (tmp_path / "elsewhere").exists()  # nothing copied when a file is missing
+
+
+def test_metrics_become_tables_and_a_quick_run_is_flagged():
+    tables = load_script("rst_tables")
+    metrics = {"test_accuracy": 0.98765, "ood_auroc": {"noise/energy": 1.0}, "steps": 12,
+               "settings": {"quick": True, "lr": 0.001}}
+    text = tables.metrics_to_rst(metrics)
+    assert ".. list-table:: summary" in text and "   * - ``test_accuracy``\n     - ``0.9877``" in text
+    assert ".. list-table:: ood_auroc" in text and "``noise/energy``" in text and "``quick``" in text
+    assert ".. warning::" in tables.run_summary(metrics)
+    assert ".. warning::" not in tables.run_summary({**metrics, "settings": {"quick": False}})
+    json.dumps(metrics)  # the helper takes what metrics.json holds
+
+
+def test_markdown_benchmark_tables_become_list_tables():
+    tables = load_script("rst_tables")
+    markdown = ("# Throughput on a CPU\n\n- command: `python3 bench.py`\n\n"
+                "| variant | ms |\n|---|---:|\n| bare | 1.5 |\n")
+    text = tables.markdown_to_rst(markdown)
+    assert ".. rubric:: Throughput on a CPU" in text and "- command: ``python3 bench.py``" in text
+    assert ".. list-table::" in text and "   * - variant\n     - ms" in text and "   * - bare\n     - 1.5" in text
+    assert "---" not in text
