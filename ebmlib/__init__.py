@@ -10,12 +10,13 @@ An energy-based model is composed of three interchangeable kinds of part:
 Recipes (:mod:`ebmlib.recipes`) such as JEM are built only from those parts.
 """
 
-from . import buffers, data, evaluation, losses, models, recipes, samplers
+from . import buffers, checkpoint, data, evaluation, losses, models, recipes, samplers, training
 from .buffers import ClassGaussianInit, GaussianInit, ReplayBuffer, UniformInit
 from .losses import ContrastiveDivergence, CrossEntropy, EnergyBatch, EnergyRegularization, Loss, WeightedSum
 from .models import ClassifierEnergy, EnergyModel, NetworkEnergy
 from .recipes import EBM, JEM, jem_loss
 from .samplers import HMC, MALA, Langevin, Sampler
+from .training import Trainer
 
 __version__ = "0.1.0"
 
@@ -24,6 +25,6 @@ __all__ = [
     "Sampler", "Langevin", "MALA", "HMC",
     "ReplayBuffer", "UniformInit", "GaussianInit", "ClassGaussianInit",
     "Loss", "EnergyBatch", "ContrastiveDivergence", "EnergyRegularization", "CrossEntropy", "WeightedSum",
-    "EBM", "JEM", "jem_loss",
-    "models", "samplers", "buffers", "losses", "recipes", "data", "evaluation",
+    "EBM", "JEM", "jem_loss", "Trainer",
+    "models", "samplers", "buffers", "losses", "recipes", "data", "evaluation", "training", "checkpoint",
 ]

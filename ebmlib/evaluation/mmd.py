@@ -1,4 +1,4 @@
-"""Evaluation metrics."""
+"""Maximum mean discrepancy between two samples."""
 
 from __future__ import annotations
 

@@ -1,0 +1,26 @@
+"""Evaluation: classification, calibration, out-of-distribution detection and sample quality.
+
+One module per concern: :mod:`~ebmlib.evaluation.classification` (accuracy,
+expected calibration error), :mod:`~ebmlib.evaluation.ood` (JEM's OOD scores and
+AUROC), :mod:`~ebmlib.evaluation.sample_quality` (Frechet distance in the features
+of an independent classifier, class recognition) and :mod:`~ebmlib.evaluation.mmd`.
+"""
+
+from .classification import accuracy, batched, expected_calibration_error
+from .mmd import mmd
+from .ood import OOD_SCORES, OOD_TRANSFORMS, auroc, flipped, inverted, ood_auroc, ood_scores, uniform_noise
+from .sample_quality import (
+    FeatureClassifier,
+    feature_frechet_distance,
+    frechet_distance,
+    recognition_rate,
+    train_feature_classifier,
+)
+
+__all__ = [
+    "mmd",
+    "accuracy", "expected_calibration_error", "batched",
+    "auroc", "ood_scores", "ood_auroc", "OOD_SCORES", "OOD_TRANSFORMS", "uniform_noise", "flipped", "inverted",
+    "frechet_distance", "feature_frechet_distance", "FeatureClassifier", "train_feature_classifier",
+    "recognition_rate",
+]

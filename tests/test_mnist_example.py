@@ -1,0 +1,148 @@
+"""examples/mnist_jem.py end to end on tiny IDX files written here, and MNIST loading (never the network)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+
+from ebmlib.checkpoint import list_checkpoints
+from ebmlib.data import MNISTNotFoundError, load_mnist, mnist_raw_folder
+from ebmlib.recipes import JEM
+from tests.idx_files import fake_digits, write_mnist
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "mnist_jem.py"
+OUTPUTS = ("metrics.json", "samples_buffer.png", "samples_fresh.png", "samples_conditional.png",
+           "chain_evolution.png", "training_curves.png", "history.csv")
+
+
+@pytest.fixture(scope="module")
+def example():
+    spec = importlib.util.spec_from_file_location("mnist_jem_example", EXAMPLE)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules[spec.name]
+
+
+@pytest.fixture()
+def no_network(monkeypatch):
+    """Make every MNIST download fail as it does offline, and record the attempts."""
+    attempts = []
+
+    def offline(self):
+        attempts.append(self.root)
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz: <urlopen error [Errno -2] Name or service "
+                           "not known>")
+
+    monkeypatch.setattr(torchvision.datasets.MNIST, "download", offline)
+    return attempts
+
+
+def numbers(value):
+    """Every number in a JSON value, recursively."""
+    if isinstance(value, dict):
+        return [n for v in value.values() for n in numbers(v)]
+    if isinstance(value, list):
+        return [n for v in value for n in numbers(v)]
+    return [value] if isinstance(value, (int, float)) and not isinstance(value, bool) else []
+
+
+def test_quick_run_writes_every_output_with_finite_metrics(example, tmp_path, no_network):
+    data = write_mnist(tmp_path / "data", n_train=120, n_test=60)
+    out = tmp_path / "run"
+    assert example.main(["--quick", "--data-dir", str(data), "--out", str(out), "--no-progress"]) == 0
+    for name in OUTPUTS:
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    assert list_checkpoints(out / "checkpoints")
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("test_accuracy", "test_expected_calibration_error", "ood_auroc", "frechet_distance",
+                "conditional_recognition", "wall_seconds", "settings"):
+        assert key in metrics, key
+    assert metrics["steps"] == example.QUICK["steps"] and metrics["settings"]["quick"] is True
+    assert metrics["data"] == {"train_images": 120, "test_images": 60, "data_dir": str(data)}
+    assert "uniform_noise/energy" in metrics["ood_auroc"] and "inverted/grad_norm" in metrics["ood_auroc"]
+    values = numbers({k: v for k, v in metrics.items() if k != "settings"})
+    assert len(values) > 20 and all(math.isfinite(v) for v in values)
+    rows = (out / "history.csv").read_text().splitlines()
+    assert rows[0].startswith("step,") and len(rows) > 1
+    assert no_network == []  # the files were there: nothing was downloaded
+
+
+def test_interrupted_run_resumes_from_its_checkpoint(example, tmp_path, monkeypatch, capsys):
+    data = write_mnist(tmp_path / "data", n_train=120, n_test=60)
+    out = tmp_path / "run"
+    argv = ["--quick", "--data-dir", str(data), "--out", str(out), "--no-progress", "--steps", "6",
+            "--generation-steps", "4"]
+    calls, step = [], JEM.training_step
+
+    def ctrl_c_in_step_5(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(JEM, "training_step", ctrl_c_in_step_5)
+    assert example.main(argv) == 130
+    assert "interrupted at step 4" in capsys.readouterr().err
+    saved = [p.name for p in list_checkpoints(out / "checkpoints")]
+    assert saved == ["checkpoint-00000003.pt", "checkpoint-00000004.pt"]  # end of epoch 1 (3 batches), Ctrl-C
+    assert not (out / "metrics.json").exists()
+    assert example.main(argv) == 2  # a new run would overwrite the checkpoints: refused
+    assert "add --resume to continue that run" in capsys.readouterr().err
+
+    monkeypatch.setattr(JEM, "training_step", step)
+    assert example.main(argv + ["--resume"]) == 0
+    assert "at step 4" in capsys.readouterr().out
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["steps"] == 6
+    assert [p.name for p in list_checkpoints(out / "checkpoints")][-1] == "checkpoint-00000006.pt"
+
+
+def test_resume_without_a_checkpoint_is_a_clear_error(example, tmp_path, capsys):
+    data = write_mnist(tmp_path / "data", n_train=40, n_test=20)
+    assert example.main(["--quick", "--data-dir", str(data), "--out", str(tmp_path / "run"), "--resume"]) == 2
+    assert "no checkpoint-<step>.pt files in" in capsys.readouterr().err
+
+
+def test_offline_without_files_stops_before_training_and_says_how_to_provide_them(example, tmp_path, no_network,
+                                                                                  capsys):
+    out = tmp_path / "run"
+    assert example.main(["--quick", "--data-dir", str(tmp_path / "empty"), "--out", str(out)]) == 2
+    message = capsys.readouterr().err
+    assert no_network  # a download was tried
+    assert f"MNIST files not found in {mnist_raw_folder(tmp_path / 'empty')}" in message
+    assert "the download failed" in message and "--data-dir ../shared/data/mnist-10k" in message
+    assert not out.exists()  # nothing trained, nothing written
+
+
+def test_load_mnist_scales_to_minus_one_one_and_reads_both_splits(tmp_path):
+    root = write_mnist(tmp_path, n_train=30, n_test=20)
+    images, labels = load_mnist(root, train=True, download=False)
+    raw, raw_labels = fake_digits(30)
+    assert images.shape == (30, 1, 28, 28) and images.dtype == torch.float32
+    torch.testing.assert_close(images[:, 0], raw.float() / 255 * 2 - 1)
+    assert torch.equal(labels, raw_labels.long())
+    assert load_mnist(root, train=False, download=False)[0].shape == (20, 1, 28, 28)
+
+
+def test_load_mnist_without_download_names_the_folder_and_the_missing_files(tmp_path):
+    root = write_mnist(tmp_path, n_train=20, n_test=20)
+    (mnist_raw_folder(root) / "t10k-labels-idx1-ubyte").unlink()
+    with pytest.raises(MNISTNotFoundError, match="missing t10k-labels-idx1-ubyte, and downloading is off"):
+        load_mnist(root, download=False)
+
+
+def test_truncated_idx_file_is_a_clear_error(tmp_path):
+    root = write_mnist(tmp_path, n_train=20, n_test=20)
+    path = mnist_raw_folder(root) / "train-images-idx3-ubyte"
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(MNISTNotFoundError, match="could not read the MNIST train files"):
+        load_mnist(root, download=False)
