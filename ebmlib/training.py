@@ -22,6 +22,8 @@ from .checkpoint import (
     restore_rng_states,
     save_checkpoint,
 )
+from .distributed import all_reduce_mean, distribute, process_info
+from .divergence import DivergenceGuard
 from .recipes import EBM
 
 Callback = Callable[["Trainer", dict[str, Tensor]], None]
@@ -64,6 +66,23 @@ class Trainer:
     continues from one exactly: the data order of the interrupted epoch is
     replayed from the RNG states saved at its start.
 
+    A :class:`~ebmlib.divergence.DivergenceGuard` watches every step (on the
+    device) and is checked at each refresh and before each checkpoint: a
+    checkpoint only ever holds a state that passed a check; a divergence
+    restores the last good state, lowers the learning rate and restarts the
+    buffer's chains.
+
+    Launched by ``torchrun`` (after :func:`~ebmlib.distributed.init_distributed`),
+    the Trainer trains on every process with the recipe's network in
+    DistributedDataParallel (:func:`~ebmlib.distributed.distribute`), on GPU
+    ``LOCAL_RANK`` for CUDA; process ``r`` draws from its own ``generator``
+    (seed ``seed + r``), metrics are averaged over processes, only process 0
+    shows progress, evaluates and writes checkpoints, and a time budget ends
+    every process at the same step. Each process keeps its own replay buffer;
+    checkpoints hold process 0's, which every process continues from after
+    :meth:`resume` (the others with reseeded generators: a multi-process
+    resume is not bit-exact).
+
     Parameters
     ----------
     recipe : EBM
@@ -92,6 +111,9 @@ class Trainer:
     settings : mapping, optional
         Extra settings (numbers, strings) stored in every checkpoint, e.g. the
         command line of a run.
+    divergence_guard : DivergenceGuard or bool
+        ``True``: a default :class:`~ebmlib.divergence.DivergenceGuard`;
+        ``False``: none.
 
     Attributes
     ----------
@@ -99,6 +121,9 @@ class Trainer:
         Steps and complete epochs done so far.
     generator : torch.Generator
         On the training device.
+    divergence_guard : DivergenceGuard or None
+    process : ProcessInfo
+        Rank and world size (``(0, 0, 1)`` without ``torch.distributed``).
     history : list of dict
         One row of python floats per refresh: ``step``, ``epoch``,
         ``seconds_per_step``, ``elapsed_seconds`` and the means of the metrics.
@@ -134,6 +159,7 @@ class Trainer:
         refresh_every: int = 10,
         keep_checkpoints: int = 3,
         settings: Mapping[str, Any] | None = None,
+        divergence_guard: DivergenceGuard | bool = True,
     ) -> None:
         if refresh_every < 1:
             raise ValueError(f"refresh_every must be a positive number of steps, got {refresh_every}")
@@ -141,16 +167,25 @@ class Trainer:
             raise ValueError(f"eval_every must be a positive number of steps or None, got {eval_every}")
         if keep_checkpoints < 1:
             raise ValueError(f"keep_checkpoints must be a positive number of files, got {keep_checkpoints}")
+        self.process = process_info()
         self.device = resolve_device(device)
+        if self.process.world_size > 1 and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.process.local_rank)
         self.recipe = recipe.to(self.device)
+        if self.process.world_size > 1:
+            distribute(self.recipe, self.device)
         self.seed = seed
         torch.manual_seed(seed)
-        self.generator = torch.Generator(self.device).manual_seed(seed)
+        self.generator = torch.Generator(self.device).manual_seed(seed + self.process.rank)
+        if isinstance(divergence_guard, DivergenceGuard):
+            self.divergence_guard: DivergenceGuard | None = divergence_guard
+        else:
+            self.divergence_guard = DivergenceGuard() if divergence_guard else None
         self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
         self.callbacks = list(callbacks)
         self.evaluate = evaluate
         self.eval_every = eval_every
-        self.progress = progress
+        self.progress = progress and self.process.rank == 0
         self.refresh_every = refresh_every
         self.keep_checkpoints = keep_checkpoints
         self.settings = dict(settings or {})
@@ -163,6 +198,8 @@ class Trainer:
         self._epoch_start_rng: dict[str, Tensor] = {}
         self._step_start_rng: dict[str, Tensor] | None = None
         self._last_saved_step = -1
+        self._time_up = False
+        self._max_seconds: float | None = None
         self._resumed_from: Path | None = None
 
     # ------------------------------------------------------------------ training
@@ -211,6 +248,8 @@ class Trainer:
             total = epochs * len(train_loader)  # type: ignore[arg-type]
         bar = tqdm(total=total, initial=self.step, disable=not self.progress, unit="step", dynamic_ncols=True)
         self.recipe.train()
+        self._max_seconds = max_seconds
+        self._check_divergence()  # the state to start from is the first good one
         try:
             while not self._done(epochs, max_steps, max_seconds):
                 if self._run_epoch(train_loader, bar, max_steps, max_seconds):
@@ -222,7 +261,9 @@ class Trainer:
             if self.checkpoint_dir is not None:
                 if self._step_start_rng is not None:  # interrupted inside a step: it will be redone
                     restore_rng_states(self._step_start_rng, self.generator)
-                bar.write(f"interrupted at step {self.step}: saved {self.save()}")
+                saved = self.save(synchronize=False)
+                if self.process.rank == 0:
+                    bar.write(f"interrupted at step {self.step}: saved {saved}")
             raise
         finally:
             bar.close()
@@ -233,8 +274,14 @@ class Trainer:
         return (
             (epochs is not None and self.epoch >= epochs)
             or (max_steps is not None and self.step >= max_steps)
-            or (max_seconds is not None and self.elapsed_seconds >= max_seconds)
+            or self._out_of_time(max_seconds)
         )
+
+    def _out_of_time(self, max_seconds: float | None) -> bool:
+        """Whether the time budget is spent; with several processes, as agreed at the last refresh."""
+        if max_seconds is None:
+            return False
+        return self._time_up if self.process.world_size > 1 else self.elapsed_seconds >= max_seconds
 
     def _run_epoch(self, loader: Iterable[Any], bar: Any, max_steps: int | None, max_seconds: float | None) -> bool:
         """Run the rest of the current epoch; ``True`` if it was completed."""
@@ -251,35 +298,52 @@ class Trainer:
             batches = iter(loader)
             for _ in range(self.batch_in_epoch):
                 next(batches)
-            _set_generator_states(generators, current)
+            # the checkpoint restored the global RNG to its state at the save; the loader's own generators
+            # are not in it: they continue from the replay, as in a run that was never stopped
+            _set_generator_states({"global": generators["global"]}, current)
         sums: dict[str, Tensor] = {}
-        window_start, window_steps, completed = self.elapsed_seconds, 0, False
+        window_start, window_steps, completed, any_batch = self.elapsed_seconds, 0, False, False
         clock = time.perf_counter()  # training time counts data loading, steps and callbacks, not evaluation
         for batch in batches:
+            any_batch = True
             self._step_start_rng = capture_rng_states(self.generator)
             x, y = self._to_device(batch)
-            metrics = self.recipe.training_step(x, y, generator=self.generator)
+            try:
+                metrics = self.recipe.training_step(x, y, generator=self.generator)
+            except (ValueError, RuntimeError):
+                # A step on an already diverged state can fail (NaN chains fail the sampler's input check on
+                # CPU): recover at once and go on with the next batch. Any other failure is the caller's.
+                if self.divergence_guard is None or not self.divergence_guard.diverged():
+                    raise
+                self.divergence_guard.check(self.recipe, self.generator, self.step + 1, synchronize=False)
+                metrics = {}
             self.step += 1
             self.batch_in_epoch += 1
             self._step_start_rng = None
             window_steps += 1
             for name, value in metrics.items():
                 sums[name] = sums[name] + value.detach() if name in sums else value.detach().float()
+            if self.divergence_guard is not None and metrics:
+                self.divergence_guard.observe(self.recipe, metrics)
             for callback in self.callbacks:
                 callback(self, metrics)
             if self.step % self.refresh_every == 0:
+                self._check_divergence()
                 clock = self._refresh(bar, sums, window_steps, window_start, clock)
                 sums, window_start, window_steps = {}, self.elapsed_seconds, 0
             self.elapsed_seconds += time.perf_counter() - clock
             if self.eval_every is not None and self.step % self.eval_every == 0:
                 self._evaluate(bar)
             clock = time.perf_counter()
-            if (max_steps is not None and self.step >= max_steps) or (
-                max_seconds is not None and self.elapsed_seconds >= max_seconds
-            ):
+            if (max_steps is not None and self.step >= max_steps) or self._out_of_time(max_seconds):
                 break
         else:
             completed = True
+            if not any_batch:
+                raise ValueError(
+                    f"train_loader yielded no batches in epoch {self.epoch}: the dataset is empty (or smaller than "
+                    "one batch with drop_last=True)"
+                )
         if window_steps:  # the last, partial window
             self._refresh(bar, sums, window_steps, window_start, time.perf_counter())
         return completed
@@ -295,9 +359,14 @@ class Trainer:
     def _refresh(self, bar: Any, sums: dict[str, Tensor], steps: int, window_start: float, clock: float) -> float:
         """Read the window's metric means (the one host sync), record and show them; return the clock."""
         names = list(sums)
-        means = (torch.stack([sums[n] for n in names]) / steps).tolist() if names else []
+        means = all_reduce_mean(torch.stack([sums[n] for n in names]) / steps).tolist() if names else []
         now = time.perf_counter()
         self.elapsed_seconds += now - clock
+        if self.process.world_size > 1:  # every process goes by the slowest one's clock
+            elapsed = torch.tensor([self.elapsed_seconds], dtype=torch.float64, device=self.device)
+            torch.distributed.all_reduce(elapsed, op=torch.distributed.ReduceOp.MAX)
+            self.elapsed_seconds = float(elapsed[0])
+            self._time_up = self._max_seconds is not None and self.elapsed_seconds >= self._max_seconds
         seconds = self.elapsed_seconds - window_start
         row = {"step": float(self.step), "epoch": float(self.epoch), "seconds_per_step": seconds / steps}
         row["elapsed_seconds"] = self.elapsed_seconds
@@ -308,8 +377,12 @@ class Trainer:
         bar.update(self.step - bar.n)
         return now
 
+    def _check_divergence(self, synchronize: bool = True) -> None:
+        if self.divergence_guard is not None:
+            self.divergence_guard.check(self.recipe, self.generator, self.step, synchronize)
+
     def _evaluate(self, bar: Any) -> None:
-        if self.evaluate is None:
+        if self.evaluate is None or self.process.rank != 0:
             return
         self.recipe.eval()
         try:
@@ -333,7 +406,9 @@ class Trainer:
             "elapsed_seconds": self.elapsed_seconds,
             "history": self.history,
             "evaluations": self.evaluations,
-            "settings": {"seed": self.seed, "device": str(self.device), **self.settings},
+            "settings": {"seed": self.seed, "device": str(self.device), "world_size": self.process.world_size,
+                         **self.settings},
+            "divergence_guard": None if self.divergence_guard is None else self.divergence_guard.state_dict(),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -347,16 +422,32 @@ class Trainer:
         self.elapsed_seconds = float(state["elapsed_seconds"])
         self.history = list(state["history"])
         self.evaluations = list(state["evaluations"])
+        if self.divergence_guard is not None and state.get("divergence_guard") is not None:
+            self.divergence_guard.load_state_dict(state["divergence_guard"])
+        if self.process.rank > 0:  # the checkpoint holds process 0's stream: take another one
+            self.generator.manual_seed(self.seed + self.process.rank + 1_000_003 * self.step)
         self._last_saved_step = self.step
 
-    def save(self) -> Path | None:
-        """Write a checkpoint for the current step (once per step) and prune old ones; its path."""
+    def save(self, synchronize: bool = True) -> Path | None:
+        """Check for divergence, then write a checkpoint for the current step (once per step) and prune old ones.
+
+        Only a state that passed the divergence check is written, and only by
+        process 0. ``synchronize=False`` skips combining the check over
+        processes (when they can't all take part, as after Ctrl-C).
+
+        Returns
+        -------
+        Path or None
+            The checkpoint's path (``None`` without ``checkpoint_dir``).
+        """
         if self.checkpoint_dir is None:
             return None
         path = checkpoint_path(self.checkpoint_dir, self.step)
-        if self._last_saved_step != self.step or not path.exists():
-            save_checkpoint(path, self.state_dict())
-            prune_checkpoints(self.checkpoint_dir, self.keep_checkpoints)
+        if self._last_saved_step != self.step or (self.process.world_size == 1 and not path.exists()):
+            self._check_divergence(synchronize)
+            if self.process.rank == 0:
+                save_checkpoint(path, self.state_dict())
+                prune_checkpoints(self.checkpoint_dir, self.keep_checkpoints)
             self._last_saved_step = self.step
         return path
 
@@ -378,9 +469,28 @@ class Trainer:
         missing = {"recipe", "optimizer", "rng", "step", "epoch"} - set(state)
         if missing:
             raise CheckpointError(f"checkpoint file {path} is not a Trainer checkpoint (missing {sorted(missing)})")
+        mismatches = _state_mismatches(state["recipe"], self.recipe.state_dict())
+        if mismatches:
+            raise CheckpointError(f"checkpoint file {path} does not fit this recipe: {'; '.join(mismatches[:5])}")
         self.load_state_dict(state)
         self._resumed_from = path
         return path
+
+
+def _state_mismatches(saved: Mapping[str, Any], expected: Mapping[str, Tensor]) -> list[str]:
+    """What keeps ``saved`` from loading into a module whose ``state_dict`` is ``expected`` (nothing: ``[]``)."""
+    problems = []
+    missing, unexpected = sorted(set(expected) - set(saved)), sorted(set(saved) - set(expected))
+    if missing:
+        problems.append(f"missing {', '.join(missing)}")
+    if unexpected:
+        problems.append(f"unexpected {', '.join(unexpected)}")
+    for name in sorted(set(saved) & set(expected)):
+        there, here = saved[name], expected[name]
+        if not isinstance(there, Tensor) or there.shape != here.shape:
+            shape = tuple(there.shape) if isinstance(there, Tensor) else type(there).__name__
+            problems.append(f"{name} has shape {shape} there, {tuple(here.shape)} here")
+    return problems
 
 
 def _short_name(metric: str) -> str:

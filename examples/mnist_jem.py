@@ -9,6 +9,7 @@ penalty on the energies; ``--p-x-weight`` adds JEM's unconditional ``p(x)`` term
     python3 examples/mnist_jem.py --data-dir ../shared/data/mnist-10k          # ~10 minutes on 2 CPU cores
     python3 examples/mnist_jem.py --quick                                        # < 1 minute smoke run
     python3 examples/mnist_jem.py --data-dir ../shared/data/mnist-10k --resume  # continue after Ctrl-C
+    torchrun --standalone --nproc_per_node 2 examples/mnist_jem.py --data-dir ../shared/data/mnist-10k  # 2 processes
 
 Outputs in ``--out`` (default ``runs/mnist_jem``): metrics.json, samples_buffer.png,
 samples_fresh.png, samples_conditional.png (one row per digit), chain_evolution.png,
@@ -33,10 +34,12 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch
 from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data.distributed import DistributedSampler
 
 from ebmlib.buffers import ClassGaussianInit, ReplayBuffer
 from ebmlib.checkpoint import CheckpointError
 from ebmlib.data import MNISTNotFoundError, load_mnist
+from ebmlib.distributed import init_distributed, undistribute
 from ebmlib.evaluation import (
     accuracy,
     batched,
@@ -51,7 +54,7 @@ from ebmlib.losses import ContrastiveDivergence, CrossEntropy, EnergyRegularizat
 from ebmlib.models import ClassifierEnergy, SwishCNN
 from ebmlib.recipes import EBM, JEM
 from ebmlib.samplers import Langevin
-from ebmlib.training import Trainer
+from ebmlib.training import Trainer, resolve_device
 
 QUICK = {  # tiny subset and few, cheap steps: every output in well under a minute on 2 CPU cores
     "train_size": 500, "test_size": 200, "steps": 12, "batch_size": 32, "width": 8, "sgld_steps": 5,
@@ -102,12 +105,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def build_recipe(args: argparse.Namespace, images: torch.Tensor, labels: torch.Tensor) -> JEM:
+def build_recipe(args: argparse.Namespace, images: torch.Tensor, labels: torch.Tensor, rank: int = 0) -> JEM:
     """The JEM recipe: swish CNN, SGLD, per-class replay buffer from class Gaussians, CE + CD + L2."""
     model = ClassifierEnergy(SwishCNN(channels=1, width=args.width, n_outputs=10), n_classes=10)
     sampler = Langevin(args.step_size, args.noise_std, n_steps=args.sgld_steps, clamp=(-1.0, 1.0))
     initializer = ClassGaussianInit(images, labels, n_classes=10)
-    generator = torch.Generator().manual_seed(args.seed)
+    generator = torch.Generator().manual_seed(args.seed + rank)  # each process its own chains
     buffer = ReplayBuffer(args.buffer_size, initializer, args.reinit_prob, n_classes=10, generator=generator)
     terms: dict[str, tuple[float, Loss]] = {"p_y_given_x": (1.0, CrossEntropy())}
     if args.p_x_weight > 0:
@@ -277,9 +280,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    recipe = build_recipe(args, train_x, train_y)
-    loader = DataLoader(TensorDataset(train_x, train_y), batch_size=args.batch_size, shuffle=True, drop_last=True,
-                        generator=torch.Generator().manual_seed(args.seed))
+    process = init_distributed(resolve_device(args.device))  # under torchrun: one process of several
+    recipe = build_recipe(args, train_x, train_y, process.rank)
+    dataset = TensorDataset(train_x, train_y)
+    if process.world_size > 1:  # each process trains on its own shard, --batch-size images per step
+        sampler = DistributedSampler(dataset, shuffle=True, seed=args.seed, drop_last=True)
+        loader = DataLoader(dataset, batch_size=args.batch_size, sampler=sampler, drop_last=True)
+    else:
+        loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, drop_last=True,
+                            generator=torch.Generator().manual_seed(args.seed))
     quick_test = (test_x[:1000], test_y[:1000])
 
     def test_accuracy(_: EBM) -> dict[str, float]:  # on 1,000 test images, at the end of every epoch
@@ -291,9 +300,13 @@ def main(argv: list[str] | None = None) -> int:
 
     def cosine_decay(trainer: Trainer, metrics: dict[str, torch.Tensor]) -> None:
         """lr = lr0 (1 + cos(pi t)) / 2, t = the spent fraction of the step or time budget, whichever is larger."""
-        progress = min(max(trainer.step / total_steps, trainer.elapsed_seconds / (max_seconds or math.inf)), 1.0)
+        # several processes must agree on the lr: they go by the (shared) clock of the last refresh
+        seconds = trainer.elapsed_seconds if process.world_size == 1 else (
+            trainer.history[-1]["elapsed_seconds"] if trainer.history else 0.0)
+        progress = min(max(trainer.step / total_steps, seconds / (max_seconds or math.inf)), 1.0)
+        scale = trainer.divergence_guard.lr_scale if trainer.divergence_guard else 1.0  # lowered by recoveries
         for group in trainer.recipe.optimizer.param_groups:
-            group["lr"] = args.lr * 0.5 * (1 + math.cos(math.pi * progress))
+            group["lr"] = args.lr * scale * 0.5 * (1 + math.cos(math.pi * progress))
 
     trainer = Trainer(recipe, device=args.device, seed=args.seed, checkpoint_dir=out / "checkpoints",
                       callbacks=[cosine_decay] if args.lr_decay == "cosine" else [],
@@ -312,6 +325,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"\ninterrupted at step {trainer.step}; continue with the same command plus --resume", file=sys.stderr)
         return 130
+    if process.world_size > 1:  # process 0 evaluates and writes the outputs alone
+        undistribute(recipe)
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+        if process.rank > 0:
+            return 0
     device = trainer.device
     generator = torch.Generator(device).manual_seed(args.seed + 1)
     metrics, pictures = evaluate(recipe, args, (train_x.to(device), train_y.to(device)),
