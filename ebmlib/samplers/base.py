@@ -184,6 +184,12 @@ class Sampler(nn.Module, ABC):
             return compiled(energy_and_grad)(model, x, y, self.precision)
         return energy_and_grad(model, x, y, self.precision)
 
+    def energy_and_grad_at(self, model: nn.Module, state: ChainState, y: Tensor | None) -> tuple[Tensor, Tensor]:
+        """The state's energy and gradient: reused when the state carries them, else computed."""
+        if state.energy is not None and state.grad is not None:
+            return state.energy, state.grad
+        return self.energy_and_grad(model, state.position, y)
+
     @abstractmethod
     def step(
         self,

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from .._checks import check_positive
-from .base import ChainState, Sampler, StepInfo, energy_and_grad, per_chain_norm
+from .base import ChainState, Sampler, StepInfo, per_chain_norm
 from .mala import select
 
 
@@ -62,16 +62,13 @@ class HMC(Sampler):
         generator: torch.Generator | None = None,
     ) -> tuple[ChainState, StepInfo]:
         x0 = state.position
-        if state.energy is None or state.grad is None:
-            energy0, grad0 = energy_and_grad(model, x0, y)
-        else:
-            energy0, grad0 = state.energy, state.grad
+        energy0, grad0 = self.energy_and_grad_at(model, state, y)
         eps = self.step_size
         p0 = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
         x, p, energy, grad = x0, p0 - 0.5 * eps * grad0, energy0, grad0
         for i in range(self.n_leapfrog):
             x = x + eps * p
-            energy, grad = energy_and_grad(model, x, y)
+            energy, grad = self.energy_and_grad(model, x, y)
             p = p - (eps if i < self.n_leapfrog - 1 else 0.5 * eps) * grad
         kinetic0 = 0.5 * p0.flatten(1).pow(2).sum(1)
         kinetic = 0.5 * p.flatten(1).pow(2).sum(1)

@@ -109,12 +109,6 @@ class Langevin(Sampler):
         _, grad = self.energy_and_grad_at(model, state, y)
         return ChainState(self.move(state.position, grad, generator))
 
-    def energy_and_grad_at(self, model: nn.Module, state: ChainState, y: Tensor | None) -> tuple[Tensor, Tensor]:
-        """The state's energy and gradient: reused when the state carries them."""
-        if state.energy is not None and state.grad is not None:
-            return state.energy, state.grad
-        return self.energy_and_grad(model, state.position, y)
-
     def move(self, x: Tensor, grad: Tensor, generator: torch.Generator | None) -> Tensor:
         """The update rule above, from positions ``x`` and gradients ``grad``; returns new positions."""
         if self.grad_clip is not None:

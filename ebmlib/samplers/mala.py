@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from .._checks import check_positive
-from .base import ChainState, Sampler, StepInfo, energy_and_grad, per_chain_norm
+from .base import ChainState, Sampler, StepInfo, per_chain_norm
 
 
 def select(accept: Tensor, new: Tensor, old: Tensor) -> Tensor:
@@ -64,14 +64,11 @@ class MALA(Sampler):
         generator: torch.Generator | None = None,
     ) -> tuple[ChainState, StepInfo]:
         x = state.position
-        if state.energy is None or state.grad is None:
-            energy, grad = energy_and_grad(model, x, y)
-        else:
-            energy, grad = state.energy, state.grad
+        energy, grad = self.energy_and_grad_at(model, state, y)
         eta = self.step_size
         noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         proposal = x - eta * grad + (2.0 * eta) ** 0.5 * noise
-        proposal_energy, proposal_grad = energy_and_grad(model, proposal, y)
+        proposal_energy, proposal_grad = self.energy_and_grad(model, proposal, y)
         log_q_forward = -(proposal - x + eta * grad).flatten(1).pow(2).sum(1) / (4 * eta)
         log_q_backward = -(x - proposal + eta * proposal_grad).flatten(1).pow(2).sum(1) / (4 * eta)
         log_alpha = energy - proposal_energy + log_q_backward - log_q_forward
