@@ -3,7 +3,8 @@
 One module per concern: :mod:`~ebmlib.evaluation.classification` (accuracy,
 expected calibration error), :mod:`~ebmlib.evaluation.ood` (JEM's OOD scores and
 AUROC), :mod:`~ebmlib.evaluation.sample_quality` (Frechet distance in the features
-of an independent classifier, class recognition) and :mod:`~ebmlib.evaluation.mmd`.
+of an independent classifier, class recognition), :mod:`~ebmlib.evaluation.mmd` and
+:mod:`~ebmlib.evaluation.trajectories` (chains seen every few steps).
 """
 
 from .classification import accuracy, batched, expected_calibration_error
@@ -16,6 +17,7 @@ from .sample_quality import (
     recognition_rate,
     train_feature_classifier,
 )
+from .trajectories import chain_trajectory
 
 __all__ = [
     "mmd",
@@ -23,4 +25,5 @@ __all__ = [
     "auroc", "ood_scores", "ood_auroc", "OOD_SCORES", "OOD_TRANSFORMS", "uniform_noise", "flipped", "inverted",
     "frechet_distance", "feature_frechet_distance", "FeatureClassifier", "train_feature_classifier",
     "recognition_rate",
+    "chain_trajectory",
 ]
