@@ -8,6 +8,7 @@ of an independent classifier, class recognition), :mod:`~ebmlib.evaluation.mmd` 
 """
 
 from .classification import accuracy, batched, expected_calibration_error
+from .mcmc_diagnostics import effective_sample_size, split_r_hat
 from .mmd import mmd
 from .ood import OOD_SCORES, OOD_TRANSFORMS, auroc, flipped, inverted, ood_auroc, ood_scores, uniform_noise
 from .sample_quality import (
@@ -21,6 +22,7 @@ from .trajectories import chain_trajectory
 
 __all__ = [
     "mmd",
+    "effective_sample_size", "split_r_hat",
     "accuracy", "expected_calibration_error", "batched",
     "auroc", "ood_scores", "ood_auroc", "OOD_SCORES", "OOD_TRANSFORMS", "uniform_noise", "flipped", "inverted",
     "frechet_distance", "feature_frechet_distance", "FeatureClassifier", "train_feature_classifier",
