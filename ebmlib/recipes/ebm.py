@@ -6,13 +6,14 @@ import torch
 from torch import Tensor, nn
 
 from .._checks import check_batch, check_labels, check_positive
-from ..buffers import ReplayBuffer
+from ..buffers import Initializer, ReplayBuffer
 from ..losses import ContrastiveDivergence, EnergyBatch, Loss
 from ..models import EnergyModel
 from ..samplers import Sampler
+from .base import Recipe
 
 
-class EBM(nn.Module):
+class EBM(Recipe):
     r"""Train an energy model with negatives from persistent chains.
 
     One :meth:`training_step` on data :math:`x^+`:
@@ -53,6 +54,8 @@ class EBM(nn.Module):
     >>> metrics = recipe.training_step(torch.randn(16, 2), generator=torch.Generator().manual_seed(0))
     >>> sorted(metrics)
     ['energy_gap', 'loss', 'negative_energy', 'positive_energy']
+    >>> recipe.generate(3, start=torch.zeros(3, 2), n_steps=10).shape  # chains from given points
+    torch.Size([3, 2])
     """
 
     def __init__(
@@ -72,6 +75,18 @@ class EBM(nn.Module):
         self.loss = ContrastiveDivergence() if loss is None else loss
         self.optimizer = optimizer
         self.input_noise_std = input_noise_std
+
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        """``[optimizer]``."""
+        return [self.optimizer]
+
+    def data_parallel_modules(self) -> list[nn.Module]:
+        """``[model]``: the replay buffer's chains stay each process's own."""
+        return [self.model]
+
+    def restart_chains(self, generator: torch.Generator | None = None) -> None:
+        """Replace every chain of the replay buffer by a fresh start from its initializer."""
+        self.buffer.reinitialize(generator)
 
     @property
     def n_classes(self) -> int | None:
@@ -157,14 +172,49 @@ class EBM(nn.Module):
         self,
         n: int,
         y: Tensor | None = None,
+        start: Initializer | Tensor | None = None,
         n_steps: int | None = None,
         generator: torch.Generator | None = None,
     ) -> Tensor:
-        """``n`` samples from fresh chains (the buffer's initializer), of classes ``y`` if given.
+        """``n`` samples from new chains run by the recipe's sampler, of classes ``y`` if given.
+
+        Parameters
+        ----------
+        n : int
+            Number of samples.
+        y : Tensor of int64, shape ``(n,)``, optional
+            Classes, for class-conditional chains :math:`E(x, y)`.
+        start : Initializer or Tensor of shape ``(n, *event_shape)``, optional
+            Where the chains start: an :class:`~ebmlib.buffers.Initializer` to draw
+            from, the starting points themselves, or ``None`` for the buffer's
+            initializer.
+        n_steps : int, optional
+            Sampler steps (default: the sampler's ``n_steps``).
+        generator : torch.Generator, optional
 
         Returns
         -------
         Tensor, shape ``(n, *event_shape)``
         """
-        x0 = self.buffer.initializer(n, y, generator)
-        return self.sampler.sample(self.model, x0, n_steps=n_steps, y=y, generator=generator)
+        return self.sampler.sample(self.model, chain_starts(n, y, start, self.buffer.initializer, generator),
+                                   n_steps=n_steps, y=y, generator=generator)
+
+
+def chain_starts(
+    n: int, y: Tensor | None, start: Initializer | Tensor | None, default: Initializer,
+    generator: torch.Generator | None,
+) -> Tensor:
+    """The ``(n, *event_shape)`` starting points of :meth:`EBM.generate`'s chains."""
+    if n < 1:
+        raise ValueError(f"n must be a positive number of samples, got {n}")
+    if y is not None and tuple(y.shape) != (n,):
+        raise ValueError(f"y must have shape ({n},), got {tuple(y.shape)}")
+    if isinstance(start, Tensor):
+        expected = (n, *default.event_shape)
+        if tuple(start.shape) != expected:
+            raise ValueError(f"start must have shape {expected}, got {tuple(start.shape)}")
+        return start
+    initializer = default if start is None else start
+    if not isinstance(initializer, Initializer):
+        raise TypeError(f"start must be an Initializer, a Tensor or None, got {type(start).__name__}")
+    return initializer(n, y, generator)

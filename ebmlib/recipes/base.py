@@ -1,0 +1,94 @@
+"""The recipe protocol: everything a trainer may ask of a training procedure."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+from torch import Tensor, nn
+
+
+class Recipe(nn.Module, ABC):
+    r"""A training procedure: one optimisation step on a batch, and the state it keeps.
+
+    The :class:`~ebmlib.training.Trainer`, the
+    :class:`~ebmlib.training.DivergenceGuard`, multi-process training
+    (:mod:`ebmlib.training.distributed`) and the Lightning adapter use a recipe
+    only through these methods, never through its parts:
+
+    ========================================  ==========================================================
+    :meth:`training_step`                     one step on a batch; returns detached scalar metrics
+    :meth:`optimizers`                        the optimizers it steps (saved in checkpoints; their
+                                              learning rates are set by a schedule)
+    ``state_dict`` / ``load_state_dict``      :class:`torch.nn.Module`'s: model, replay buffer, ...
+    :meth:`restart_chains`                    start its sampling chains afresh (a no-op without chains)
+    :meth:`data_parallel_modules`             the modules whose parameters are trained and kept equal
+                                              over processes (gradients averaged)
+    :meth:`check_inputs`                      raise (or warn) for data it cannot train on
+    ========================================  ==========================================================
+
+    A subclass implements :meth:`training_step`, :meth:`optimizers` and
+    :meth:`data_parallel_modules`. Everything random in a step draws from the
+    ``generator`` passed in, and no step reads a tensor's value on the host.
+
+    Examples
+    --------
+    A recipe that fits a linear least-squares model (no chains to restart):
+
+    >>> import torch
+    >>> from torch import nn
+    >>> class LeastSquares(Recipe):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.model = nn.Linear(2, 1)
+    ...         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.1)
+    ...     def training_step(self, x, y=None, generator=None):
+    ...         loss = (self.model(x).squeeze(1) - x.sum(1)).pow(2).mean()
+    ...         self.optimizer.zero_grad()
+    ...         loss.backward()
+    ...         self.optimizer.step()
+    ...         return {"loss": loss.detach()}
+    ...     def optimizers(self):
+    ...         return [self.optimizer]
+    ...     def data_parallel_modules(self):
+    ...         return [self.model]
+    >>> recipe = LeastSquares()
+    >>> sorted(recipe.training_step(torch.randn(8, 2)))
+    ['loss']
+    >>> recipe.restart_chains()  # no chains: nothing to do
+    """
+
+    @abstractmethod
+    def training_step(
+        self, x: Tensor, y: Tensor | None = None, generator: torch.Generator | None = None
+    ) -> dict[str, Tensor]:
+        """One optimisation step on a batch.
+
+        Parameters
+        ----------
+        x : Tensor, shape ``(B, *event_shape)``
+            Data, on the recipe's device.
+        y : Tensor of int64, shape ``(B,)``, optional
+            Labels.
+        generator : torch.Generator, optional
+            Source of every random draw of the step; on ``x``'s device.
+
+        Returns
+        -------
+        dict of str to Tensor
+            Detached scalar metrics (``"loss"`` among them), never read on the host here.
+        """
+
+    @abstractmethod
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        """The optimizers :meth:`training_step` steps, in a fixed order."""
+
+    @abstractmethod
+    def data_parallel_modules(self) -> list[nn.Module]:
+        """The modules whose parameters are trained and averaged over processes (not buffers of chains)."""
+
+    def restart_chains(self, generator: torch.Generator | None = None) -> None:
+        """Start every sampling chain the recipe keeps afresh; a no-op for a recipe without chains."""
+
+    def check_inputs(self, x: Tensor, y: Tensor | None = None) -> None:
+        """Raise a clear error (or warn) for data this recipe cannot train on; accepts anything by default."""
