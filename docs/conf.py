@@ -40,6 +40,11 @@ html_theme = "furo"
 html_title = f"ebmlib {release}"
 html_static_path = ["_static"]
 
+# Formulas render offline: MathJax 3 (TeX in, SVG out, one file with every TeX
+# extension and its glyphs) is bundled in docs/_static/mathjax; see the NOTICE there.
+# A relative mathjax_path is read relative to the built _static folder.
+mathjax_path = "mathjax/tex-svg-full.js"
+
 autosummary_generate = True
 autosummary_imported_members = False
 autodoc_member_order = "bysource"
