@@ -3,14 +3,24 @@
 One module per concern: :mod:`~ebmlib.evaluation.classification` (accuracy,
 expected calibration error), :mod:`~ebmlib.evaluation.ood` (JEM's OOD scores and
 AUROC), :mod:`~ebmlib.evaluation.sample_quality` (Frechet distance in the features
-of an independent classifier, class recognition), :mod:`~ebmlib.evaluation.mmd` and
-:mod:`~ebmlib.evaluation.trajectories` (chains seen every few steps).
+of an independent classifier, class recognition), :mod:`~ebmlib.evaluation.mmd`,
+:mod:`~ebmlib.evaluation.trajectories` (chains seen every few steps) and
+:mod:`~ebmlib.evaluation.pictures` (image grids, chains from noise, energy histograms, training curves).
 """
 
 from .classification import accuracy, batched, expected_calibration_error
 from .mcmc_diagnostics import effective_sample_size, split_r_hat
 from .mmd import mmd
 from .ood import OOD_SCORES, OOD_TRANSFORMS, auroc, flipped, inverted, ood_auroc, ood_scores, uniform_noise
+from .pictures import (
+    image_grid,
+    save_chain_evolution,
+    save_energy_histogram,
+    save_image_grid,
+    save_sample_comparison,
+    save_training_curves,
+    training_curve_panels,
+)
 from .sample_quality import (
     FeatureClassifier,
     feature_frechet_distance,
@@ -28,4 +38,6 @@ __all__ = [
     "frechet_distance", "feature_frechet_distance", "FeatureClassifier", "train_feature_classifier",
     "recognition_rate",
     "chain_trajectory",
+    "image_grid", "save_image_grid", "save_chain_evolution", "save_sample_comparison", "save_energy_histogram",
+    "save_training_curves", "training_curve_panels",
 ]
