@@ -28,11 +28,12 @@ from .sample_quality import (
     recognition_rate,
     train_feature_classifier,
 )
+from .stein import kernel_stein_discrepancy
 from .trajectories import chain_trajectory
 
 __all__ = [
     "mmd",
-    "effective_sample_size", "split_r_hat",
+    "effective_sample_size", "split_r_hat", "kernel_stein_discrepancy",
     "accuracy", "expected_calibration_error", "batched",
     "auroc", "ood_scores", "ood_auroc", "OOD_SCORES", "OOD_TRANSFORMS", "uniform_noise", "flipped", "inverted",
     "frechet_distance", "feature_frechet_distance", "FeatureClassifier", "train_feature_classifier",
