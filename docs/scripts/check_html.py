@@ -1,0 +1,157 @@
+"""Check the built HTML for what a reader would see broken but ``sphinx -W`` lets through.
+
+Usage (CI runs it right after the docs build)::
+
+    python3 docs/scripts/check_html.py docs/_build/html
+
+Every ``*.html`` page under the folder is read (``_static`` left out) and these are reported:
+
+- docutils system messages (``class="system-message"``) and ``problematic`` markup: a reST error
+  rendered into the page as a red box or red text;
+- a ``.. contents::`` table of contents, which furo covers with a red "ERROR: Adding a table of
+  contents in Furo-based documentation is unnecessary" box (furo shows the page's contents in
+  its right sidebar); the class ``this-will-duplicate-information-and-it-is-still-useful-here``
+  is furo's escape hatch and is accepted;
+- formulas (``class="math"``) on a page that does not load MathJax from a file of the build:
+  offline, or with the file missing, they show as raw ``\\(...\\)`` LaTeX;
+- scripts and stylesheets loaded from the network (``http://``, ``https://``, ``//``), such as
+  a CDN MathJax: the docs must read the same offline;
+- scripts, stylesheets and images that point at a file the build does not contain.
+
+It exits with status 1 and one line per problem, or prints a one-line summary and exits 0.
+Only the standard library is used.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+FURO_ESCAPE_HATCH = "this-will-duplicate-information-and-it-is-still-useful-here"
+"""The class furo accepts on a ``.. contents::`` block without drawing its error box over it."""
+
+
+@dataclass
+class PageContents:
+    """What one page shows and loads, as collected by :class:`PageReader`."""
+
+    system_messages: int = 0
+    problematic: int = 0
+    tables_of_contents: int = 0
+    formulas: int = 0
+    scripts: list[str] = field(default_factory=list)
+    stylesheets: list[str] = field(default_factory=list)
+    images: list[str] = field(default_factory=list)
+
+
+class PageReader(HTMLParser):
+    """Collect a page's error markup, formulas and the files it loads."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.page = PageContents()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = {name: value or "" for name, value in attrs}
+        classes = set(attributes.get("class", "").split())
+        self.page.system_messages += "system-message" in classes
+        self.page.problematic += "problematic" in classes
+        self.page.tables_of_contents += "contents" in classes and FURO_ESCAPE_HATCH not in classes
+        self.page.formulas += "math" in classes
+        if tag == "script" and attributes.get("src"):
+            self.page.scripts.append(attributes["src"])
+        elif tag == "link" and "stylesheet" in attributes.get("rel", "").split() and attributes.get("href"):
+            self.page.stylesheets.append(attributes["href"])
+        elif tag == "img" and attributes.get("src"):
+            self.page.images.append(attributes["src"])
+
+
+def is_remote(url: str) -> bool:
+    """Whether ``url`` is fetched from the network (a scheme other than ``file``/``data``, or ``//host``)."""
+    parts = urlsplit(url)
+    return bool(parts.netloc) or parts.scheme not in {"", "file", "data"}
+
+
+def local_file(page: Path, url: str) -> Path | None:
+    """The file a relative ``url`` on ``page`` points at (query and fragment dropped); None for remote or data URLs."""
+    parts = urlsplit(url)
+    if is_remote(url) or parts.scheme == "data":
+        return None
+    return (page.parent / unquote(parts.path)).resolve()
+
+
+def read_page(page: Path) -> PageContents:
+    """What the built page ``page`` shows and loads."""
+    reader = PageReader()
+    reader.feed(page.read_text(encoding="utf-8"))
+    reader.close()
+    return reader.page
+
+
+def check_page(page: Path, root: Path, found: PageContents | None = None) -> list[str]:
+    """The problems of one built page, each a line starting with the page's path relative to ``root``."""
+    found = read_page(page) if found is None else found
+    name = page.relative_to(root).as_posix()
+    problems = []
+    if found.system_messages:
+        problems.append(f"{name}: {found.system_messages} docutils system message(s) shown in the page")
+    if found.problematic:
+        problems.append(f"{name}: {found.problematic} piece(s) of 'problematic' markup shown in red")
+    if found.tables_of_contents:
+        problems.append(f"{name}: a '.. contents::' table of contents, which furo covers with a red ERROR box "
+                        "(furo shows the page's contents in its sidebar; remove the directive)")
+    for kind, urls in (("script", found.scripts), ("stylesheet", found.stylesheets), ("image", found.images)):
+        for url in urls:
+            target = local_file(page, url)
+            if is_remote(url):
+                problems.append(f"{name}: loads the {kind} {url} from the network; the docs must read the same offline")
+            elif target is not None and not target.is_file():
+                problems.append(f"{name}: the {kind} {url} is not in the build (looked for {target})")
+    local_mathjax = [url for url in found.scripts if "mathjax" in url.lower() and not is_remote(url)
+                     and (target := local_file(page, url)) is not None and target.is_file()]
+    if found.formulas and not local_mathjax:
+        problems.append(f"{name}: {found.formulas} formula(s) but no MathJax loaded from a file of the build; "
+                        "offline they show as raw \\(...\\) LaTeX")
+    return problems
+
+
+@dataclass
+class Report:
+    """The result of :func:`check_tree`: the problems found, and how much was looked at."""
+
+    problems: list[str]
+    pages: int
+    formulas: int
+
+
+def check_tree(root: Path) -> Report:
+    """Check every ``*.html`` page under ``root`` except those in ``_static``."""
+    root = root.resolve()
+    pages = sorted(path for path in root.rglob("*.html") if "_static" not in path.relative_to(root).parts)
+    if not pages:
+        return Report([f"{root}: no HTML pages found (is this the output folder of the docs build?)"], 0, 0)
+    contents = {page: read_page(page) for page in pages}
+    problems = [problem for page, found in contents.items() for problem in check_page(page, root, found)]
+    return Report(problems, len(pages), sum(found.formulas for found in contents.values()))
+
+
+def main(argv: list[str]) -> int:
+    """Command line: ``check_html.py BUILD_DIR``; returns the exit status."""
+    if len(argv) != 1:
+        print("usage: python3 docs/scripts/check_html.py BUILD_DIR", file=sys.stderr)
+        return 2
+    report = check_tree(Path(argv[0]))
+    for problem in report.problems:
+        print(problem)
+    if report.problems:
+        print(f"check_html: {len(report.problems)} problem(s) in {argv[0]}", file=sys.stderr)
+        return 1
+    print(f"check_html: {report.pages} pages and {report.formulas} formulas checked, no problems")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
