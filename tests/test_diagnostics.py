@@ -1,4 +1,5 @@
-"""Reference tests of the diagnostics against known answers: ESS and split-R-hat on AR(1) chains, KSD."""
+"""Reference tests of the diagnostics against known answers: ESS and split-R-hat on AR(1) chains, KSD,
+temperature scaling."""
 
 from __future__ import annotations
 
@@ -7,8 +8,15 @@ from functools import lru_cache
 import pytest
 import torch
 
-from ebmlib.evaluation import effective_sample_size, kernel_stein_discrepancy, split_r_hat
-from ebmlib.models import MLP, NetworkEnergy
+from ebmlib.evaluation import (
+    TemperatureScaled,
+    effective_sample_size,
+    expected_calibration_error,
+    fit_temperature,
+    kernel_stein_discrepancy,
+    split_r_hat,
+)
+from ebmlib.models import MLP, ClassifierEnergy, NetworkEnergy
 from tests.energies import gaussian_2d
 
 
@@ -141,3 +149,70 @@ def test_ksd_rejects_bad_input():
         kernel_stein_discrepancy(model, torch.zeros(5, 2), exponent=0.5)
     with pytest.raises(ValueError, match="scale"):
         kernel_stein_discrepancy(model, torch.zeros(5, 2), scale=0.0)
+
+
+# ------------------------------------------------------------------------------------ temperature scaling
+def softmax_labelled_data(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """x ~ N(0, I_5) and labels drawn from softmax(x W) for a fixed W (5 features, 4 classes): (x, labels, W)."""
+    weight = torch.randn(5, 4, generator=g(0))
+    x = torch.randn(n, 5, generator=g(seed))
+    labels = torch.multinomial((x @ weight).softmax(dim=1), 1, generator=g(seed + 1000)).squeeze(1)
+    return x, labels, weight
+
+
+@pytest.mark.parametrize("true_temperature", [3.0, 0.5])
+def test_fitted_temperature_recovers_the_scale_of_the_logits(true_temperature):
+    # Labels come from softmax(f); the fit sees T f, so the exact answer is T. Over 20 seeds at N = 20000
+    # the relative error had a standard deviation of 1% and was at most 2.1%; tolerance 4%.
+    x, labels, weight = softmax_labelled_data(20_000, seed=1)
+    temperature = fit_temperature(true_temperature * (x @ weight), labels)
+    assert temperature.shape == () and temperature.dtype == torch.float32
+    assert float(temperature) == pytest.approx(true_temperature, rel=0.04)
+
+
+def test_temperature_scaling_lowers_the_ece_of_an_over_confident_classifier():
+    # The classifier's logits are 4x the true ones. Fitted on 5000 held-out points and scored on 5000 others
+    # (5 seeds measured): T = 3.92-4.02, ECE 0.214-0.226 before and 0.010-0.017 after. Required: T within
+    # 10% of 4, ECE above 0.15 before and below 0.03 after.
+    x, labels, weight = softmax_labelled_data(10_000, seed=50)
+    network = torch.nn.Linear(5, 4, bias=False)
+    with torch.no_grad():
+        network.weight.copy_(4 * weight.T)
+    classifier = ClassifierEnergy(network, n_classes=4)
+    scaled = TemperatureScaled.fit(classifier, x[:5000], labels[:5000])
+    assert float(scaled.temperature) == pytest.approx(4.0, rel=0.1)
+    with torch.no_grad():
+        before = float(expected_calibration_error(classifier.class_probabilities(x[5000:]), labels[5000:]))
+        after = float(expected_calibration_error(scaled.class_probabilities(x[5000:]), labels[5000:]))
+        # the predictions themselves are unchanged
+        assert torch.equal(scaled.logits(x).argmax(1), classifier.logits(x).argmax(1))
+    assert before > 0.15 and after < 0.03, (before, after)
+
+
+def test_temperature_scaled_energy_shares_the_network_and_round_trips():
+    classifier = ClassifierEnergy(torch.nn.Linear(3, 4), n_classes=4)
+    scaled = TemperatureScaled(classifier, temperature=2.5)
+    x, y = torch.randn(6, 3, generator=g(0)), torch.tensor([0, 1, 2, 3, 0, 1])
+    with torch.no_grad():
+        torch.testing.assert_close(scaled(x), -torch.logsumexp(classifier.logits(x) / 2.5, dim=1))
+        torch.testing.assert_close(scaled(x, y), classifier(x, y) / 2.5)
+    assert scaled.network is classifier.network
+    copy = TemperatureScaled(ClassifierEnergy(torch.nn.Linear(3, 4), n_classes=4), temperature=1.0)
+    copy.load_state_dict(scaled.state_dict())
+    assert float(copy.temperature) == 2.5
+    with torch.no_grad():
+        torch.testing.assert_close(copy.logits(x), scaled.logits(x))
+
+
+def test_temperature_scaling_rejects_bad_input():
+    classifier = ClassifierEnergy(torch.nn.Linear(3, 4), n_classes=4)
+    with pytest.raises(ValueError, match="temperature must be positive"):
+        TemperatureScaled(classifier, temperature=0.0)
+    with pytest.raises(TypeError, match="overrides"):
+        TemperatureScaled(TemperatureScaled(classifier, 2.0), 2.0)
+    with pytest.raises(ValueError, match=r"shape \(N, K\)"):
+        fit_temperature(torch.zeros(5), torch.zeros(5, dtype=torch.long))
+    with pytest.raises(ValueError, match="labels must have shape"):
+        fit_temperature(torch.zeros(5, 4), torch.zeros(3, dtype=torch.long))
+    with pytest.raises(ValueError, match="labels must lie in"):
+        fit_temperature(torch.zeros(5, 4), torch.full((5,), 4))

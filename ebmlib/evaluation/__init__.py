@@ -8,6 +8,7 @@ of an independent classifier, class recognition), :mod:`~ebmlib.evaluation.mmd`,
 :mod:`~ebmlib.evaluation.pictures` (image grids, chains from noise, energy histograms, training curves).
 """
 
+from .calibration import TemperatureScaled, fit_temperature
 from .classification import accuracy, batched, expected_calibration_error
 from .mcmc_diagnostics import effective_sample_size, split_r_hat
 from .mmd import mmd
@@ -21,6 +22,7 @@ from .pictures import (
     save_training_curves,
     training_curve_panels,
 )
+from .report import ClassifierEnergyReport, evaluate_classifier_energy, evaluate_jem, save_report_pictures
 from .sample_quality import (
     FeatureClassifier,
     feature_frechet_distance,
@@ -33,7 +35,7 @@ from .trajectories import chain_trajectory
 
 __all__ = [
     "mmd",
-    "effective_sample_size", "split_r_hat", "kernel_stein_discrepancy",
+    "effective_sample_size", "split_r_hat", "kernel_stein_discrepancy", "fit_temperature", "TemperatureScaled",
     "accuracy", "expected_calibration_error", "batched",
     "auroc", "ood_scores", "ood_auroc", "OOD_SCORES", "OOD_TRANSFORMS", "uniform_noise", "flipped", "inverted",
     "frechet_distance", "feature_frechet_distance", "FeatureClassifier", "train_feature_classifier",
@@ -41,4 +43,5 @@ __all__ = [
     "chain_trajectory",
     "image_grid", "save_image_grid", "save_chain_evolution", "save_sample_comparison", "save_energy_histogram",
     "save_training_curves", "training_curve_panels",
+    "evaluate_classifier_energy", "evaluate_jem", "ClassifierEnergyReport", "save_report_pictures",
 ]
