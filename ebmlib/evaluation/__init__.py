@@ -22,7 +22,6 @@ from .pictures import (
     save_training_curves,
     training_curve_panels,
 )
-from .report import ClassifierEnergyReport, evaluate_classifier_energy, evaluate_jem, save_report_pictures
 from .sample_quality import (
     FeatureClassifier,
     feature_frechet_distance,
@@ -43,5 +42,4 @@ __all__ = [
     "chain_trajectory",
     "image_grid", "save_image_grid", "save_chain_evolution", "save_sample_comparison", "save_energy_histogram",
     "save_training_curves", "training_curve_panels",
-    "evaluate_classifier_energy", "evaluate_jem", "ClassifierEnergyReport", "save_report_pictures",
 ]
