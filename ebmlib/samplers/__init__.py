@@ -1,9 +1,12 @@
 """Samplers: Langevin/SGLD, MALA and HMC behind one interface, with opt-in fast paths."""
 
 from .acceleration import PRECISIONS
+from .annealed_langevin import AnnealedLangevin, AnnealedState
 from .base import ChainState, Sampler, StepInfo, energy_and_grad
 from .hmc import HMC
 from .langevin import Langevin
 from .mala import MALA
+from .underdamped_langevin import KineticState, UnderdampedLangevin
 
-__all__ = ["Sampler", "ChainState", "StepInfo", "energy_and_grad", "Langevin", "MALA", "HMC", "PRECISIONS"]
+__all__ = ["Sampler", "ChainState", "StepInfo", "energy_and_grad", "Langevin", "MALA", "HMC", "PRECISIONS",
+           "AnnealedLangevin", "AnnealedState", "UnderdampedLangevin", "KineticState"]
