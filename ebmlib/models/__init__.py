@@ -2,6 +2,7 @@
 
 from .base import EnergyModel, check_energy
 from .classifier import ClassifierEnergy
-from .networks import MLP, NetworkEnergy, Swish, SwishCNN
+from .networks import MLP, NetworkEnergy, Swish, SwishCNN, spectrally_normalised
 
-__all__ = ["EnergyModel", "ClassifierEnergy", "NetworkEnergy", "SwishCNN", "MLP", "Swish", "check_energy"]
+__all__ = ["EnergyModel", "ClassifierEnergy", "NetworkEnergy", "SwishCNN", "MLP", "Swish", "spectrally_normalised",
+           "check_energy"]
