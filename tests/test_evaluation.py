@@ -150,3 +150,16 @@ def test_ood_auroc_separates_noise_from_data_that_the_model_prefers():
 def test_mmd_is_still_exported():
     x = torch.randn(50, 2, generator=g())
     assert float(mmd(x, x)) == 0.0
+
+
+def test_judge_training_shows_progress_when_asked(tmp_path, capsys):
+    images, labels = fake_digits(40)
+    x, y = images.float().div(255).mul(2).sub(1).unsqueeze(1), labels.long()
+    train_feature_classifier(x, y, epochs=2, batch_size=20, generator=g(), cache_path=tmp_path / "judge.pt",
+                             progress=True)
+    shown = capsys.readouterr().err
+    assert "training the judge" in shown and "4/4" in shown  # 2 epochs of 2 batches
+    train_feature_classifier(x, y, cache_path=tmp_path / "judge.pt", progress=True)
+    assert "loaded the classifier cached in" in capsys.readouterr().err
+    train_feature_classifier(x, y, epochs=1, batch_size=20, generator=g())
+    assert capsys.readouterr().err == ""

@@ -5,7 +5,8 @@ expected calibration error), :mod:`~ebmlib.evaluation.ood` (JEM's OOD scores and
 AUROC), :mod:`~ebmlib.evaluation.sample_quality` (Frechet distance in the features
 of an independent classifier, class recognition), :mod:`~ebmlib.evaluation.mmd`,
 :mod:`~ebmlib.evaluation.trajectories` (chains seen every few steps) and
-:mod:`~ebmlib.evaluation.pictures` (image grids, chains from noise, energy histograms, training curves).
+:mod:`~ebmlib.evaluation.pictures` (image grids, chains from noise, energy histograms, training curves);
+:mod:`~ebmlib.evaluation.report` runs them all on a classifier energy (JEM).
 """
 
 from .calibration import TemperatureScaled, fit_temperature
@@ -22,6 +23,7 @@ from .pictures import (
     save_training_curves,
     training_curve_panels,
 )
+from .report import ClassifierEnergyReport, evaluate_classifier_energy, evaluate_jem, save_report_pictures
 from .sample_quality import (
     FeatureClassifier,
     feature_frechet_distance,
@@ -42,4 +44,5 @@ __all__ = [
     "chain_trajectory",
     "image_grid", "save_image_grid", "save_chain_evolution", "save_sample_comparison", "save_energy_histogram",
     "save_training_curves", "training_curve_panels",
+    "evaluate_classifier_energy", "evaluate_jem", "ClassifierEnergyReport", "save_report_pictures",
 ]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
+from tqdm.auto import tqdm
 
 from ..checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .classification import batched
@@ -99,6 +101,7 @@ def train_feature_classifier(
     lr: float = 1e-3,
     generator: torch.Generator | None = None,
     cache_path: str | os.PathLike[str] | None = None,
+    progress: bool = False,
 ) -> FeatureClassifier:
     """Train a :class:`FeatureClassifier` on labelled images with Adam (or load it from a cache).
 
@@ -116,6 +119,8 @@ def train_feature_classifier(
     generator : torch.Generator, optional
         Shuffling (on CPU); the weights' initialisation uses the global RNG.
     cache_path : path-like, optional
+    progress : bool
+        Show a tqdm progress bar over the training batches (and a line when the cache is used).
 
     Returns
     -------
@@ -135,18 +140,24 @@ def train_feature_classifier(
             cached = load_checkpoint(cache_path, map_location=images.device)
             if torch.allclose(cached["fingerprint"].cpu(), fingerprint):
                 classifier.load_state_dict(cached["state_dict"])
+                if progress:
+                    tqdm.write(f"judge: loaded the classifier cached in {cache_path}", file=sys.stderr)
                 return classifier.eval()
         except (CheckpointError, KeyError, RuntimeError):
             pass  # a stale or damaged cache is replaced below
     optimizer = torch.optim.Adam(classifier.parameters(), lr=lr)
     classifier.train()
-    for _ in range(epochs):
-        order = torch.randperm(images.shape[0], generator=generator).to(images.device)
-        for index in order.split(batch_size):
-            loss = F.cross_entropy(classifier(images[index]), labels[index])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+    batches_per_epoch = -(-images.shape[0] // batch_size)
+    with tqdm(total=epochs * batches_per_epoch, disable=not progress, desc="training the judge", unit="batch",
+              dynamic_ncols=True) as bar:
+        for _ in range(epochs):
+            order = torch.randperm(images.shape[0], generator=generator).to(images.device)
+            for index in order.split(batch_size):
+                loss = F.cross_entropy(classifier(images[index]), labels[index])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                bar.update()
     classifier.eval()
     if cache_path is not None:
         save_checkpoint(cache_path, {"state_dict": classifier.state_dict(), "fingerprint": fingerprint})

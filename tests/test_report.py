@@ -1,0 +1,197 @@
+"""The classifier-energy report on a model with known answers: prototypes that chains from noise must reach."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from matplotlib import image as mpimg
+from torch import Tensor, nn
+
+from ebmlib.buffers import GaussianInit, ReplayBuffer, UniformInit
+from ebmlib.evaluation import ClassifierEnergyReport, evaluate_classifier_energy, evaluate_jem, save_report_pictures
+from ebmlib.models import ClassifierEnergy
+from ebmlib.recipes import JEM
+from ebmlib.samplers import Langevin
+
+N_CLASSES = 4
+
+
+def g(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def prototypes() -> Tensor:
+    """Class k: a dark 8x8 image with a bright bar on rows 2k, 2k+1, columns 1..6 (left-right symmetric)."""
+    p = -torch.ones(N_CLASSES, 1, 8, 8)
+    for k in range(N_CLASSES):
+        p[k, 0, 2 * k : 2 * k + 2, 1:7] = 1.0
+    return p
+
+
+class NearestPrototype(nn.Module):
+    """Logits -|x - p_k|^2 / 2: E(x, y) = |x - p_y|^2 / 2, so class-conditional chains contract to p_y.
+
+    Also a judge: its features are those logits (4 numbers per image)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("p", prototypes().flatten(1))
+        self.scale = nn.Parameter(torch.ones(()))  # a parameter, to see that none gets a gradient
+
+    def features(self, x: Tensor) -> Tensor:
+        return -0.5 * self.scale * torch.cdist(x.flatten(1), self.p).pow(2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.features(x)
+
+
+def labelled_images(per_class: int = 40) -> tuple[Tensor, Tensor]:
+    labels = torch.arange(N_CLASSES).repeat_interleave(per_class)
+    images = (prototypes()[labels] + 0.05 * torch.randn(len(labels), 1, 8, 8, generator=g(5))).clamp(-1, 1)
+    return images, labels
+
+
+# Step 0.5 on |x - p|^2 / 2 halves the distance to the prototype every step: 20 steps leave 1e-6 of it.
+SAMPLER = Langevin(step_size=0.5, noise_std=0.01, clamp=(-1.0, 1.0))
+
+
+def report(**kwargs) -> ClassifierEnergyReport:
+    model = ClassifierEnergy(NearestPrototype(), N_CLASSES)
+    images, labels = labelled_images()
+    options = {"n_samples": 200, "n_steps": 20, "n_snapshots": 5, "progress": False, "generator": g(1)}
+    return evaluate_classifier_energy(model, SAMPLER, images, labels, NearestPrototype(), **{**options, **kwargs})
+
+
+def test_chains_from_noise_reach_the_prototypes_and_the_report_says_so():
+    result = report()
+    m = result.metrics
+    assert all(isinstance(v, float) and math.isfinite(v) for v in m.values())
+    assert m["test_accuracy"] == 1.0 and m["judge_test_accuracy"] == 1.0
+    assert m["from_noise/conditional_recognition"] == 1.0
+    # Features of noise are ~30 units from the test images' (|u - p|^2 / 2 over 64 pixels); of samples, < 1.
+    assert m["uniform_noise/frechet_distance"] > 100
+    assert m["from_noise/frechet_distance_ratio"] < 0.01
+    assert m["from_noise/frechet_distance_ratio"] == pytest.approx(
+        m["from_noise/frechet_distance"] / m["uniform_noise/frechet_distance"])
+    shares = [m[f"from_noise/class_share/{k}"] for k in range(N_CLASSES)]
+    assert sum(shares) == pytest.approx(1.0)
+    # Noise is about equally far from every prototype: 200 chains, share 0.25 each, std 0.03; 0.1 is 5 sigma.
+    assert m["from_noise/class_share_min"] == min(shares) > 0.1
+    # Noise and inverted images are far from every prototype; the bars are left-right symmetric, so a
+    # flipped digit is a digit: AUROC 0.5 up to sampling (160 vs 160 images: std 0.032, 0.15 is > 4 sigma).
+    for score in ("energy", "grad_norm"):
+        assert m[f"ood_auroc/uniform_noise/{score}"] == 1.0
+        assert m[f"ood_auroc/inverted/{score}"] == 1.0
+        assert abs(m[f"ood_auroc/flipped/{score}"] - 0.5) < 0.15
+    assert m["test_images/mean_energy"] < m["from_noise/mean_energy"] + 1 < m["uniform_noise/mean_energy"]
+    assert m["max_abs_energy"] >= m["uniform_noise/mean_energy"]
+    assert m["evaluation_seconds"] > 0
+
+
+def test_the_trajectory_follows_the_first_chain_of_each_class_from_noise():
+    result = report()
+    assert result.trajectory is not None and result.trajectory.shape == (5, N_CLASSES, 1, 8, 8)
+    assert result.trajectory_steps == [0, 5, 10, 15, 20] and result.trajectory_set == "from_noise"
+    start = result.trajectory[0]
+    assert float(start.min()) >= -1 and float(start.max()) <= 1 and float(start.std()) > 0.5  # U(-1, 1)
+    conditional = result.samples["from_noise/conditional"]
+    assert conditional.shape == (200, 1, 8, 8)
+    torch.testing.assert_close(result.trajectory[-1], conditional[torch.arange(N_CLASSES) * 50])
+    distance = (result.trajectory - prototypes()).flatten(2).norm(dim=2)  # (T, class)
+    # From noise (~9 away) the distance halves per step down to the noise floor, 0.01 * 8 / sqrt(0.75) ~ 0.09.
+    assert float(distance[0].min()) > 5 and float(distance[1].max()) < 0.5 and float(distance[-1].max()) < 0.2
+    assert torch.equal(result.labels["from_noise/conditional"], torch.arange(N_CLASSES).repeat_interleave(50))
+    assert set(result.energies) == {"test_images", "uniform_noise", "inverted", "flipped", "from_noise"}
+
+
+def test_the_same_generator_gives_the_same_report_and_modes_are_restored():
+    model = ClassifierEnergy(NearestPrototype(), N_CLASSES)
+    judge = NearestPrototype()
+    images, labels = labelled_images()
+    runs = [evaluate_classifier_energy(model.train(), SAMPLER, images, labels, judge.train(), n_samples=40,
+                                       n_steps=4, progress=False, generator=g(7)) for _ in range(2)]
+    assert model.training and judge.training
+    same = {k: v for k, v in runs[0].metrics.items() if k != "evaluation_seconds"}
+    assert same == {k: v for k, v in runs[1].metrics.items() if k != "evaluation_seconds"}
+    assert all(p.grad is None for p in [*model.parameters(), *judge.parameters()])
+
+
+def test_more_starts_and_a_buffer_each_get_their_own_flat_metrics():
+    buffer = prototypes().repeat(5, 1, 1, 1)  # every prototype 5 times, classes 0 1 2 3 0 1 ...
+    buffer_labels = torch.arange(N_CLASSES).repeat(5)
+    result = report(starts={"noise": UniformInit((1, 8, 8)), "gaussian": GaussianInit((1, 8, 8), std=0.3)},
+                    buffer_samples=buffer, buffer_labels=buffer_labels, n_samples=20)
+    m = result.metrics
+    for prefix in ("from_noise", "from_gaussian"):
+        assert m[f"{prefix}/conditional_recognition"] == 1.0
+        assert {f"{prefix}/frechet_distance", f"{prefix}/class_share_min", f"{prefix}/mean_energy"} <= set(m)
+    assert m["buffer/conditional_recognition"] == 1.0
+    assert m["buffer/class_share_min"] == pytest.approx(0.25)  # 20 chains, 5 of each class
+    assert m["buffer/frechet_distance_ratio"] < 0.01
+    assert result.trajectory_set == "from_noise"  # the first start's chains
+    wrong = report(buffer_samples=buffer, buffer_labels=(buffer_labels + 1) % N_CLASSES, n_samples=20)
+    assert wrong.metrics["buffer/conditional_recognition"] == 0.0
+    unlabelled = report(buffer_samples=buffer, n_samples=20)
+    assert "buffer/conditional_recognition" not in unlabelled.metrics
+    assert "buffer/frechet_distance" in unlabelled.metrics
+
+
+def test_progress_is_shown_through_every_phase(capsys):
+    report(n_samples=20, n_steps=4, progress=True)
+    shown = capsys.readouterr().err
+    assert "evaluation" in shown and "100%" in shown
+    report(n_samples=20, n_steps=4, progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="n_samples must be at least n_classes=4"):
+        report(n_samples=3)
+    with pytest.raises(ValueError, match="n_snapshots"):
+        report(n_snapshots=1)
+    with pytest.raises(ValueError, match="starts must name"):
+        report(starts={})
+    with pytest.raises(ValueError, match=r"buffer_samples must have shape \(B, 1, 8, 8\)"):
+        report(buffer_samples=torch.zeros(5, 1, 4, 4))
+    with pytest.raises(ValueError, match="buffer_labels must have shape"):
+        report(buffer_samples=torch.zeros(5, 1, 8, 8), buffer_labels=torch.zeros(4, dtype=torch.long))
+    model = ClassifierEnergy(NearestPrototype(), N_CLASSES)
+    images, labels = labelled_images()
+    with pytest.raises(ValueError, match=r"test_labels must lie in \[0, 3\]"):
+        evaluate_classifier_energy(model, SAMPLER, images, labels + 1, NearestPrototype(), progress=False)
+
+
+def jem(initializer) -> JEM:
+    model = ClassifierEnergy(NearestPrototype(), N_CLASSES)
+    buffer = ReplayBuffer(20, initializer, n_classes=N_CLASSES, generator=g(2))
+    return JEM(model, SAMPLER, buffer, torch.optim.SGD(model.parameters(), lr=0.0))
+
+
+def test_evaluate_jem_uses_the_recipes_sampler_initializer_and_buffer():
+    recipe = jem(GaussianInit((1, 8, 8), std=0.3))
+    recipe.buffer.update(torch.arange(20), prototypes().repeat_interleave(5, dim=0))  # slots of class k hold p_k
+    images, labels = labelled_images()
+    result = evaluate_jem(recipe, images, labels, NearestPrototype(), n_samples=20, n_steps=20, progress=False,
+                          generator=g(3))
+    m = result.metrics
+    assert m["buffer/conditional_recognition"] == 1.0  # each chain judged by its slot's class
+    assert m["from_initializer/conditional_recognition"] == 1.0 and m["from_noise/conditional_recognition"] == 1.0
+    assert torch.equal(result.labels["buffer"], torch.arange(N_CLASSES).repeat_interleave(5))
+    alone = evaluate_jem(recipe, images, labels, NearestPrototype(), include_initializer=False, n_samples=20,
+                         n_steps=2, progress=False, generator=g(3))
+    assert not any(name.startswith("from_initializer") for name in alone.metrics)
+
+
+def test_report_pictures_show_one_row_per_class(tmp_path):
+    recipe = jem(UniformInit((1, 8, 8)))
+    images, labels = labelled_images()
+    result = evaluate_jem(recipe, images, labels, NearestPrototype(), n_samples=20, n_steps=10, progress=False,
+                          generator=g(4))
+    written = save_report_pictures(result, tmp_path / "pictures", class_names=["a", "b", "c", "d"], per_class=3)
+    assert set(written) == {"chain_evolution", "samples_conditional", "samples_unconditional", "energy_histogram"}
+    for path in written.values():
+        assert path.parent == tmp_path / "pictures" and mpimg.imread(path).shape[0] > 50
+    with pytest.raises(ValueError, match="per_class"):
+        save_report_pictures(result, tmp_path, per_class=0)
