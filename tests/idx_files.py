@@ -1,4 +1,4 @@
-"""Write tiny MNIST-like IDX files in torchvision's layout, for tests that must not touch the network."""
+"""Tiny MNIST-like IDX files in torchvision's layouts (MNIST, FashionMNIST, KMNIST), for tests off the network."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from ebmlib.data import mnist_raw_folder
+from ebmlib.data import raw_folder
 
 
 def write_idx(path: Path, array: torch.Tensor) -> None:
@@ -28,12 +28,18 @@ def fake_digits(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     return images, labels.to(torch.uint8)
 
 
-def write_mnist(root: Path, n_train: int = 120, n_test: int = 60, seed: int = 0) -> Path:
-    """Write ``<root>/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte``; return ``root``."""
-    raw = mnist_raw_folder(root)
+def write_dataset(root: Path, name: str = "mnist", n_train: int = 120, n_test: int = 60, seed: int = 0) -> Path:
+    """Write ``<root>/<folder>/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte`` for dataset ``name``
+    (``MNIST``, ``FashionMNIST`` or ``KMNIST``, torchvision's folders); return ``root``."""
+    raw = raw_folder(root, name)
     raw.mkdir(parents=True, exist_ok=True)
     for split, n in (("train", n_train), ("t10k", n_test)):
         images, labels = fake_digits(n, seed if split == "train" else seed + 1)
         write_idx(raw / f"{split}-images-idx3-ubyte", images)
         write_idx(raw / f"{split}-labels-idx1-ubyte", labels)
     return root
+
+
+def write_mnist(root: Path, n_train: int = 120, n_test: int = 60, seed: int = 0) -> Path:
+    """Write ``<root>/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte``; return ``root``."""
+    return write_dataset(root, "mnist", n_train, n_test, seed)

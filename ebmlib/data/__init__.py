@@ -1,9 +1,21 @@
-"""Data: 2D toy distributions and MNIST (through torchvision, loaded lazily)."""
+"""Data: 2D toy distributions and the MNIST family (MNIST, Fashion-MNIST, KMNIST) through torchvision."""
 
-from .mnist import MNIST_FILES, MNISTNotFoundError, load_mnist, mnist_raw_folder
+from .mnist import (
+    DATASETS,
+    MNIST_FILES,
+    DatasetNotFoundError,
+    MNISTNotFoundError,
+    class_names,
+    download_dataset,
+    load_dataset,
+    load_mnist,
+    mnist_raw_folder,
+    raw_folder,
+)
 from .toy import TOY_DISTRIBUTIONS, checkerboard, eight_gaussians, rings, sample_toy, two_moons
 
 __all__ = [
     "TOY_DISTRIBUTIONS", "sample_toy", "eight_gaussians", "two_moons", "rings", "checkerboard",
+    "DATASETS", "load_dataset", "download_dataset", "raw_folder", "class_names", "DatasetNotFoundError",
     "load_mnist", "mnist_raw_folder", "MNIST_FILES", "MNISTNotFoundError",
 ]

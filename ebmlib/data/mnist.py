@@ -1,11 +1,20 @@
-"""MNIST through torchvision, as in-memory tensors scaled to [-1, 1]."""
+"""MNIST, Fashion-MNIST and KMNIST through torchvision, as in-memory tensors scaled to [-1, 1].
+
+The three share one layout: 28x28 grayscale images in ten classes, stored by
+torchvision as four uncompressed IDX files in ``<root>/<folder>/raw/``
+(``MNIST``, ``FashionMNIST`` or ``KMNIST``).
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from torch import Tensor
+
+DATASETS: dict[str, str] = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "kmnist": "KMNIST"}
+"""Dataset name -> its torchvision class, which is also its folder under the data root."""
 
 MNIST_FILES = (
     "train-images-idx3-ubyte",
@@ -13,52 +22,133 @@ MNIST_FILES = (
     "t10k-images-idx3-ubyte",
     "t10k-labels-idx1-ubyte",
 )
-"""The uncompressed IDX files torchvision expects in ``<root>/MNIST/raw/``."""
+"""The uncompressed IDX files torchvision expects in ``<root>/<folder>/raw/``, the same for every dataset."""
 
 
-class MNISTNotFoundError(FileNotFoundError):
-    """The MNIST files are absent (and could not be downloaded) or unreadable.
+class DatasetNotFoundError(FileNotFoundError):
+    """A dataset's files are absent (and could not be downloaded) or unreadable.
 
     Examples
     --------
     >>> try:
-    ...     load_mnist("no/such/folder", download=False)
-    ... except MNISTNotFoundError as error:
+    ...     load_dataset("kmnist", "no/such/folder", download=False)
+    ... except DatasetNotFoundError as error:
     ...     print(isinstance(error, FileNotFoundError))
     True
     """
 
 
+MNISTNotFoundError = DatasetNotFoundError
+"""The former name of :class:`DatasetNotFoundError`, kept so that ``except MNISTNotFoundError`` still works."""
+
+
+def raw_folder(root: str | os.PathLike[str], name: str = "mnist") -> Path:
+    """``<root>/<folder>/raw``, where torchvision keeps dataset ``name``'s IDX files.
+
+    Parameters
+    ----------
+    root : path-like
+    name : {"mnist", "fashion-mnist", "kmnist"}
+
+    Examples
+    --------
+    >>> raw_folder("data", "fashion-mnist").as_posix()
+    'data/FashionMNIST/raw'
+    """
+    return Path(root) / _folder(name) / "raw"
+
+
 def mnist_raw_folder(root: str | os.PathLike[str]) -> Path:
-    """``<root>/MNIST/raw``, where torchvision keeps the IDX files.
+    """``<root>/MNIST/raw``: :func:`raw_folder` for MNIST.
 
     Examples
     --------
     >>> mnist_raw_folder("data").as_posix()
     'data/MNIST/raw'
     """
-    return Path(root) / "MNIST" / "raw"
+    return raw_folder(root, "mnist")
 
 
-def load_mnist(
-    root: str | os.PathLike[str] = "data", train: bool = True, download: bool = True
+def class_names(name: str) -> list[str]:
+    """The ten class names of dataset ``name``, in label order (torchvision's).
+
+    Examples
+    --------
+    >>> class_names("fashion-mnist")[:3]
+    ['T-shirt/top', 'Trouser', 'Pullover']
+    """
+    return list(_dataset_class(name).classes)
+
+
+def download_dataset(name: str, root: str | os.PathLike[str] = "data") -> Path:
+    """Make sure dataset ``name``'s four IDX files are in ``<root>/<folder>/raw``, downloading them if absent.
+
+    With several processes, call it on process 0 alone, wait at a barrier, then
+    call :func:`load_dataset` with ``download=False`` everywhere: the files are
+    fetched once and no process reads a half-written file.
+
+    Parameters
+    ----------
+    name : {"mnist", "fashion-mnist", "kmnist"}
+    root : path-like
+
+    Returns
+    -------
+    Path
+        The raw folder holding the files.
+
+    Raises
+    ------
+    DatasetNotFoundError
+        When files are missing and the download fails (say, offline); the message
+        names the folder, the missing files and how to provide them.
+
+    Examples
+    --------
+    Under ``torchrun``, download on process 0 while the others wait:
+
+    >>> import torch.distributed as dist
+    >>> if dist.is_initialized() and dist.get_rank() == 0:  # doctest: +SKIP
+    ...     download_dataset("fashion-mnist", "data")
+    >>> if dist.is_initialized():  # doctest: +SKIP
+    ...     dist.barrier()
+    >>> download_dataset("cifar10", "data")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown dataset 'cifar10'; expected one of ['fashion-mnist', 'kmnist', 'mnist']
+    """
+    raw = raw_folder(root, name)
+    missing = _missing(raw)
+    if missing:
+        try:
+            _dataset_class(name)(str(root), train=True, download=True)
+        except (RuntimeError, OSError) as error:
+            reason = f"the download failed: {type(error).__name__}: {' '.join(str(error).split())[:300]}"
+            raise DatasetNotFoundError(_not_found_message(name, raw, missing, reason)) from error
+    return raw
+
+
+def load_dataset(
+    name: str, root: str | os.PathLike[str] = "data", train: bool = True, download: bool = True
 ) -> tuple[Tensor, Tensor]:
-    r"""The MNIST training or test split as tensors, pixels scaled to :math:`[-1, 1]`.
+    r"""The training or test split of MNIST, Fashion-MNIST or KMNIST as tensors, pixels scaled to :math:`[-1, 1]`.
 
-    Reads ``<root>/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte``
-    (torchvision's layout, uncompressed IDX) with
-    :class:`torchvision.datasets.MNIST`; when they are absent and ``download``
-    is true, torchvision downloads them there first. Pixel values
+    Reads ``<root>/<folder>/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte``
+    (torchvision's layout, uncompressed IDX; ``<folder>`` from :data:`DATASETS`)
+    with the torchvision dataset class; when files are absent and ``download``
+    is true, :func:`download_dataset` fetches them first. Pixel values
     :math:`v \in \{0..255\}` become :math:`2v/255 - 1`.
 
     Parameters
     ----------
+    name : {"mnist", "fashion-mnist", "kmnist"}
     root : path-like
-        Folder holding ``MNIST/raw/`` (default ``./data``).
+        Folder holding ``<folder>/raw/`` (default ``./data``).
     train : bool
         The training split (``train-*``) or the test split (``t10k-*``).
     download : bool
-        Download the files when they are absent.
+        Download the files when they are absent. With several processes, pass
+        ``False`` and call :func:`download_dataset` on one process first.
 
     Returns
     -------
@@ -67,48 +157,78 @@ def load_mnist(
 
     Raises
     ------
-    MNISTNotFoundError
+    DatasetNotFoundError
         Before any work, when the files are absent and can't be downloaded (say,
-        offline) or can't be read; the message names the folder it looked in and
-        how to provide the files.
+        offline) or can't be read; the message names the folder it looked in,
+        the missing files and how to provide them.
+    ValueError
+        For a name not in :data:`DATASETS`.
+
+    Examples
+    --------
+    >>> load_dataset("fashion-mnist", "no/such/folder", download=False)
+    Traceback (most recent call last):
+    ...
+    ebmlib.data.mnist.DatasetNotFoundError: FashionMNIST files not found in no/such/folder/FashionMNIST/raw ...
+    """
+    dataset_class = _dataset_class(name)
+    raw = raw_folder(root, name)
+    missing = _missing(raw)
+    if missing and not download:
+        raise DatasetNotFoundError(_not_found_message(name, raw, missing, "downloading is off (download=False)"))
+    if missing:
+        download_dataset(name, root)
+    try:
+        dataset = dataset_class(str(root), train=train, download=False)
+    except (RuntimeError, AssertionError, ValueError, TypeError) as error:
+        split = "train" if train else "t10k"
+        raise DatasetNotFoundError(
+            f"could not read the {DATASETS[name]} {split} files in {raw} ({type(error).__name__}: {error}); they must "
+            f"be uncompressed IDX files {split}-images-idx3-ubyte (uint8, N x 28 x 28) and {split}-labels-idx1-ubyte"
+        ) from error
+    images = dataset.data.unsqueeze(1).float().div(255.0).mul(2.0).sub(1.0)
+    return images, dataset.targets.long()
+
+
+def load_mnist(
+    root: str | os.PathLike[str] = "data", train: bool = True, download: bool = True
+) -> tuple[Tensor, Tensor]:
+    """:func:`load_dataset` ``("mnist", root, train, download)``: MNIST from ``<root>/MNIST/raw``.
 
     Examples
     --------
     >>> load_mnist("no/such/folder", download=False)
     Traceback (most recent call last):
     ...
-    ebmlib.data.mnist.MNISTNotFoundError: MNIST files not found in no/such/folder/MNIST/raw ...
+    ebmlib.data.mnist.DatasetNotFoundError: MNIST files not found in no/such/folder/MNIST/raw ...
     """
+    return load_dataset("mnist", root, train, download)
+
+
+def _folder(name: str) -> str:
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; expected one of {sorted(DATASETS)}")
+    return DATASETS[name]
+
+
+def _dataset_class(name: str) -> Any:
+    folder = _folder(name)
     try:
-        from torchvision.datasets import MNIST
+        from torchvision import datasets
     except ImportError as error:  # pragma: no cover - depends on the installation
-        raise ImportError('load_mnist needs torchvision: pip install "ebmlib[vision]"') from error
-    raw = mnist_raw_folder(root)
-    missing = [name for name in MNIST_FILES if not (raw / name).is_file()]
-    if missing:
-        if not download:
-            raise MNISTNotFoundError(_not_found_message(raw, missing, "downloading is off (download=False)"))
-        try:
-            MNIST(str(root), train=train, download=True)
-        except (RuntimeError, OSError) as error:
-            reason = f"the download failed: {type(error).__name__}: {' '.join(str(error).split())[:300]}"
-            raise MNISTNotFoundError(_not_found_message(raw, missing, reason)) from error
-    try:
-        dataset = MNIST(str(root), train=train, download=False)
-    except (RuntimeError, AssertionError, ValueError, TypeError) as error:
-        split = "train" if train else "t10k"
-        raise MNISTNotFoundError(
-            f"could not read the MNIST {split} files in {raw} ({type(error).__name__}: {error}); they must be "
-            f"uncompressed IDX files {split}-images-idx3-ubyte (uint8, N x 28 x 28) and {split}-labels-idx1-ubyte"
-        ) from error
-    images = dataset.data.unsqueeze(1).float().div(255.0).mul(2.0).sub(1.0)
-    return images, dataset.targets.long()
+        raise ImportError(f'loading {name} needs torchvision: pip install "ebmlib[vision]"') from error
+    return getattr(datasets, folder)
 
 
-def _not_found_message(raw: Path, missing: list[str], reason: str) -> str:
+def _missing(raw: Path) -> list[str]:
+    return [file for file in MNIST_FILES if not (raw / file).is_file()]
+
+
+def _not_found_message(name: str, raw: Path, missing: list[str], reason: str) -> str:
+    folder = DATASETS[name]
     return (
-        f"MNIST files not found in {raw} (absolute: {raw.resolve()}); missing {', '.join(missing)}, and {reason}. "
-        f"Provide the four uncompressed IDX files {', '.join(MNIST_FILES)} in <dir>/MNIST/raw/ and point the "
-        "data folder at <dir> (examples/mnist_jem.py: --data-dir <dir>, e.g. --data-dir ../shared/data/mnist-10k), "
+        f"{folder} files not found in {raw} (absolute: {raw.resolve()}); missing {', '.join(missing)}, and {reason}. "
+        f"Provide the four uncompressed IDX files {', '.join(MNIST_FILES)} in <dir>/{folder}/raw/ and point the "
+        f"data folder at <dir> (root=<dir>; in a script with a --data-dir option: --data-dir <dir>), "
         "or run once with internet access to download them."
     )
