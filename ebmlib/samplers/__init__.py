@@ -6,7 +6,9 @@ from .base import ChainState, Sampler, StepInfo, energy_and_grad
 from .hmc import HMC
 from .langevin import Langevin
 from .mala import MALA
+from .parallel_tempering import ParallelTempering, TemperedEnergy, TemperedState, geometric_temperatures
 from .underdamped_langevin import KineticState, UnderdampedLangevin
 
 __all__ = ["Sampler", "ChainState", "StepInfo", "energy_and_grad", "Langevin", "MALA", "HMC", "PRECISIONS",
-           "AnnealedLangevin", "AnnealedState", "UnderdampedLangevin", "KineticState"]
+           "AnnealedLangevin", "AnnealedState", "UnderdampedLangevin", "KineticState",
+           "ParallelTempering", "TemperedState", "TemperedEnergy", "geometric_temperatures"]
