@@ -40,9 +40,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ebmlib.buffers import ReplayBuffer, UniformInit
-from ebmlib.losses import ContrastiveDivergence, CrossEntropy, EnergyRegularization, WeightedSum
 from ebmlib.models import ClassifierEnergy, SwishCNN
-from ebmlib.recipes import JEM
+from ebmlib.recipes import JEM, jem_loss
 from ebmlib.samplers import HMC, MALA, Langevin, Sampler
 
 STEP_SIZE, NOISE_STD, CLAMP = 1.0, 0.01, (-1.0, 1.0)  # the MNIST example's SGLD
@@ -256,15 +255,11 @@ def benchmark_sampling(args: argparse.Namespace, device: torch.device) -> list[R
 def jem_recipe(device: torch.device, sampler: Langevin) -> JEM:
     """The MNIST example's JEM: CE + class-conditional CD + energy L2, per-class replay buffer."""
     model = build_model(device)
-    terms = {
-        "p_y_given_x": (1.0, CrossEntropy()),
-        "p_x_given_y": (1.0, ContrastiveDivergence(conditional=True)),
-        "energy_l2_given_y": (0.1, EnergyRegularization(conditional=True)),
-    }
     buffer = ReplayBuffer(10000, UniformInit((1, 28, 28)), 0.05, n_classes=10,
                           generator=torch.Generator().manual_seed(0))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    return JEM(model, sampler, buffer, optimizer, WeightedSum(terms), input_noise_std=0.03).to(device)
+    loss = jem_loss(p_x_weight=0.0, p_x_given_y_weight=1.0, regularization_weight=0.1)
+    return JEM(model, sampler, buffer, optimizer, loss, input_noise_std=0.03).to(device)
 
 
 def bare_jem_iteration(recipe: JEM, n_steps: int, bf16: bool) -> Callable[[Tensor, Tensor, torch.Generator], None]:

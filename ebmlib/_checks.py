@@ -3,6 +3,8 @@ with an accelerator; value checks (NaN, label range) run only on CPU tensors."""
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import Tensor
 
@@ -49,3 +51,29 @@ def check_probability(value: float, name: str) -> None:
     """Raise unless ``0 <= value <= 1``."""
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"{name} must lie in [0, 1], got {value}")
+
+
+UNSCALED_FACTOR = 10.0
+"""Data whose largest absolute value passes this many times the chains' (at least 1) is taken as unscaled."""
+
+
+def warn_if_unscaled(x: Tensor, reference: Tensor, name: str = "x", source: str = "the initializer") -> bool:
+    """Warn if ``x`` reaches far beyond the range of ``reference`` (where sampling chains start); CPU only.
+
+    Returns whether it warned. Tensors on other devices are not read (no synchronisation).
+    """
+    if x.device.type != "cpu" or reference.device.type != "cpu":
+        return False
+    scale = reference.abs().max().clamp(min=1.0)
+    if not bool(x.abs().max() > UNSCALED_FACTOR * scale):
+        return False
+    low, high = float(x.min()), float(x.max())
+    start_low, start_high = float(reference.min()), float(reference.max())
+    warnings.warn(
+        f"{name} has values in [{low:.4g}, {high:.4g}], far outside [{start_low:.3g}, {start_high:.3g}] where the "
+        f"sampling chains start (draws of {source}); the negatives can never look like such data. Scale the data to "
+        "the chains' range (images in 0..255 to [-1, 1]: x / 127.5 - 1), or start the chains in the data's range",
+        UserWarning,
+        stacklevel=4,
+    )
+    return True

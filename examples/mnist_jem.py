@@ -50,9 +50,8 @@ from ebmlib.evaluation import (
     train_feature_classifier,
     uniform_noise,
 )
-from ebmlib.losses import ContrastiveDivergence, CrossEntropy, EnergyRegularization, Loss, WeightedSum
 from ebmlib.models import ClassifierEnergy, SwishCNN
-from ebmlib.recipes import EBM, JEM
+from ebmlib.recipes import EBM, JEM, jem_loss
 from ebmlib.samplers import Langevin
 from ebmlib.training import Trainer, resolve_device
 
@@ -112,15 +111,10 @@ def build_recipe(args: argparse.Namespace, images: torch.Tensor, labels: torch.T
     initializer = ClassGaussianInit(images, labels, n_classes=10)
     generator = torch.Generator().manual_seed(args.seed + rank)  # each process its own chains
     buffer = ReplayBuffer(args.buffer_size, initializer, args.reinit_prob, n_classes=10, generator=generator)
-    terms: dict[str, tuple[float, Loss]] = {"p_y_given_x": (1.0, CrossEntropy())}
-    if args.p_x_weight > 0:
-        terms["p_x"] = (args.p_x_weight, ContrastiveDivergence())
-        terms["energy_l2"] = (args.regularization, EnergyRegularization())
-    if args.p_x_given_y_weight > 0:
-        terms["p_x_given_y"] = (args.p_x_given_y_weight, ContrastiveDivergence(conditional=True))
-        terms["energy_l2_given_y"] = (args.regularization, EnergyRegularization(conditional=True))
+    loss = jem_loss(p_x_weight=args.p_x_weight, p_x_given_y_weight=args.p_x_given_y_weight,
+                    regularization_weight=args.regularization)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-    return JEM(model, sampler, buffer, optimizer, WeightedSum(terms), input_noise_std=args.input_noise)
+    return JEM(model, sampler, buffer, optimizer, loss, input_noise_std=args.input_noise)
 
 
 def load_data(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -7,7 +7,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ebmlib.buffers import GaussianInit, ReplayBuffer, UniformInit
-from ebmlib.losses import ContrastiveDivergence, CrossEntropy, EnergyBatch, EnergyRegularization, WeightedSum
+from ebmlib.losses import (
+    Classification,
+    ContrastiveDivergence,
+    CrossEntropy,
+    Energies,
+    EnergyBatch,
+    EnergyRegularization,
+    WeightedSum,
+)
 from ebmlib.samplers import HMC, MALA, Langevin
 from tests.energies import GaussianEnergy
 
@@ -69,16 +77,16 @@ def test_per_class_buffer_draws_from_the_requested_class(n_classes, slots_per_cl
 def test_losses_are_finite_scalars_with_finite_gradients(b, m, k, dtype, seed):
     g = torch.Generator().manual_seed(seed)
     leaf = lambda *s: torch.randn(*s, dtype=dtype, generator=g).requires_grad_(True)  # noqa: E731
-    batch = EnergyBatch(positive_energy=leaf(b), negative_energy=leaf(m), logits=leaf(b, k),
-                        labels=torch.randint(k, (b,), generator=g))
+    batch = EnergyBatch(Energies(positive=leaf(b), negative=leaf(m)),
+                        Classification(logits=leaf(b, k), labels=torch.randint(k, (b,), generator=g)))
     loss = WeightedSum({"ce": (1.0, CrossEntropy()), "cd": (1.0, ContrastiveDivergence()),
                         "l2": (0.1, EnergyRegularization())})
     value, metrics = loss(batch)
     value.backward()
     assert value.shape == () and value.dtype == dtype and bool(torch.isfinite(value))
     assert all(bool(torch.isfinite(v)) for v in metrics.values())
-    assert all(bool(torch.isfinite(t.grad).all()) for t in (batch.positive_energy, batch.negative_energy,
-                                                              batch.logits))
+    assert all(bool(torch.isfinite(t.grad).all()) for t in (batch[Energies].positive, batch[Energies].negative,
+                                                              batch[Classification].logits))
     # the CD term is exactly mean(E+) - mean(E-), whatever the sizes
-    expected_cd = batch.positive_energy.mean() - batch.negative_energy.mean()
+    expected_cd = batch[Energies].positive.mean() - batch[Energies].negative.mean()
     torch.testing.assert_close(metrics["loss/cd"], expected_cd.detach())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from .base import EnergyBatch, Loss
+from .base import ConditionalEnergies, Energies, EnergyBatch, Loss, LossInput
 
 
 class ContrastiveDivergence(Loss):
@@ -25,9 +25,9 @@ class ContrastiveDivergence(Loss):
     Examples
     --------
     >>> import torch
-    >>> from ebmlib.losses import EnergyBatch
+    >>> from ebmlib.losses import Energies, EnergyBatch
     >>> loss, metrics = ContrastiveDivergence()(
-    ...     EnergyBatch(positive_energy=torch.tensor([-1.0, -3.0]), negative_energy=torch.tensor([2.0])))
+    ...     EnergyBatch(Energies(positive=torch.tensor([-1.0, -3.0]), negative=torch.tensor([2.0]))))
     >>> loss, metrics["energy_gap"]
     (tensor(-4.), tensor(4.))
     """
@@ -35,16 +35,14 @@ class ContrastiveDivergence(Loss):
     def __init__(self, conditional: bool = False) -> None:
         super().__init__()
         self.conditional = conditional
-        prefix = "conditional_" if conditional else ""
-        self.fields = (prefix + "positive_energy", prefix + "negative_energy")
+        self.kind: type[Energies] = ConditionalEnergies if conditional else Energies
 
-    def needs(self) -> frozenset[str]:
-        return frozenset(self.fields)
+    def needs(self) -> frozenset[type[LossInput]]:
+        return frozenset({self.kind})
 
     def forward(self, batch: EnergyBatch) -> tuple[Tensor, dict[str, Tensor]]:
-        name = type(self).__name__
-        positive = batch.get(self.fields[0], name).mean()
-        negative = batch.get(self.fields[1], name).mean()
+        energies = batch[self.kind]
+        positive, negative = energies.positive.mean(), energies.negative.mean()
         metrics = {
             "positive_energy": positive.detach(),
             "negative_energy": negative.detach(),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor
 from torch.nn import functional as F
 
-from .base import EnergyBatch, Loss
+from .base import Classification, EnergyBatch, Loss, LossInput
 
 
 class CrossEntropy(Loss):
@@ -16,18 +16,18 @@ class CrossEntropy(Loss):
     Examples
     --------
     >>> import torch
-    >>> from ebmlib.losses import EnergyBatch
-    >>> loss, metrics = CrossEntropy()(EnergyBatch(logits=torch.tensor([[2.0, 0.0]]), labels=torch.tensor([0])))
+    >>> from ebmlib.losses import Classification, EnergyBatch
+    >>> batch = EnergyBatch(Classification(logits=torch.tensor([[2.0, 0.0]]), labels=torch.tensor([0])))
+    >>> loss, metrics = CrossEntropy()(batch)
     >>> round(loss.item(), 4), metrics["accuracy"]
     (0.1269, tensor(1.))
     """
 
-    def needs(self) -> frozenset[str]:
-        return frozenset({"logits", "labels"})
+    def needs(self) -> frozenset[type[LossInput]]:
+        return frozenset({Classification})
 
     def forward(self, batch: EnergyBatch) -> tuple[Tensor, dict[str, Tensor]]:
-        logits = batch.get("logits", "CrossEntropy")
-        labels = batch.get("labels", "CrossEntropy")
+        logits, labels = batch[Classification].logits, batch[Classification].labels
         loss = F.cross_entropy(logits, labels)
         accuracy = (logits.detach().argmax(1) == labels).float().mean()
         return loss, {"accuracy": accuracy}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from .base import EnergyBatch, Loss
+from .base import ConditionalEnergies, Energies, EnergyBatch, Loss, LossInput
 
 
 class EnergyRegularization(Loss):
@@ -22,26 +22,23 @@ class EnergyRegularization(Loss):
     Examples
     --------
     >>> import torch
-    >>> from ebmlib.losses import EnergyBatch
-    >>> EnergyRegularization()(EnergyBatch(positive_energy=torch.tensor([1.0, 3.0]),
-    ...                                    negative_energy=torch.tensor([2.0])))[0]
+    >>> from ebmlib.losses import Energies, EnergyBatch
+    >>> EnergyRegularization()(EnergyBatch(Energies(positive=torch.tensor([1.0, 3.0]),
+    ...                                             negative=torch.tensor([2.0]))))[0]
     tensor(9.)
     """
 
     def __init__(self, conditional: bool = False) -> None:
         super().__init__()
         self.conditional = conditional
-        prefix = "conditional_" if conditional else ""
-        self.fields = (prefix + "positive_energy", prefix + "negative_energy")
+        self.kind: type[Energies] = ConditionalEnergies if conditional else Energies
 
-    def needs(self) -> frozenset[str]:
-        return frozenset(self.fields)
+    def needs(self) -> frozenset[type[LossInput]]:
+        return frozenset({self.kind})
 
     def forward(self, batch: EnergyBatch) -> tuple[Tensor, dict[str, Tensor]]:
-        name = type(self).__name__
-        positive = batch.get(self.fields[0], name)
-        negative = batch.get(self.fields[1], name)
-        loss = positive.pow(2).mean() + negative.pow(2).mean()
+        energies = batch[self.kind]
+        loss = energies.positive.pow(2).mean() + energies.negative.pow(2).mean()
         return loss, {"energy_l2": loss.detach()}
 
     def extra_repr(self) -> str:

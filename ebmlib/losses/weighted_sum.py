@@ -6,14 +6,14 @@ from collections.abc import Mapping
 
 from torch import Tensor, nn
 
-from .base import EnergyBatch, Loss
+from .base import EnergyBatch, Loss, LossInput
 
 
 class WeightedSum(Loss):
     r""":math:`\mathcal{L} = \sum_i w_i \mathcal{L}_i` over named terms.
 
     Every term reads the same :class:`EnergyBatch`, so no term recomputes a
-    forward pass. Terms with weight 0 are skipped (and their fields not needed).
+    forward pass. Terms with weight 0 are skipped (and their inputs not needed).
     Metrics: ``loss/<name>`` (each unweighted term) and ``<name>/<metric>``.
 
     Parameters
@@ -24,11 +24,10 @@ class WeightedSum(Loss):
     Examples
     --------
     >>> import torch
-    >>> from ebmlib.losses import ContrastiveDivergence, EnergyBatch, EnergyRegularization
+    >>> from ebmlib.losses import ContrastiveDivergence, Energies, EnergyBatch, EnergyRegularization
     >>> loss = WeightedSum({"cd": (1.0, ContrastiveDivergence()),
     ...                     "l2": (0.1, EnergyRegularization())})
-    >>> value, metrics = loss(EnergyBatch(positive_energy=torch.tensor([1.0]),
-    ...                                   negative_energy=torch.tensor([2.0])))
+    >>> value, metrics = loss(EnergyBatch(Energies(positive=torch.tensor([1.0]), negative=torch.tensor([2.0]))))
     >>> value, sorted(metrics)[:2]
     (tensor(-0.5000), ['cd/energy_gap', 'cd/negative_energy'])
     """
@@ -47,7 +46,7 @@ class WeightedSum(Loss):
         self.terms: Mapping[str, Loss] = nn.ModuleDict({name: loss for name, (_, loss) in terms.items()})  # type: ignore[assignment]
         self.weights = {name: float(weight) for name, (weight, _) in terms.items()}
 
-    def needs(self) -> frozenset[str]:
+    def needs(self) -> frozenset[type[LossInput]]:
         return frozenset().union(*(t.needs() for n, t in self.terms.items() if self.weights[n] > 0))
 
     def forward(self, batch: EnergyBatch) -> tuple[Tensor, dict[str, Tensor]]:

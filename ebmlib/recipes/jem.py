@@ -6,7 +6,18 @@ import torch
 from torch import Tensor
 
 from ..buffers import ReplayBuffer
-from ..losses import ContrastiveDivergence, CrossEntropy, EnergyBatch, EnergyRegularization, Loss, WeightedSum
+from ..losses import (
+    Classification,
+    ConditionalEnergies,
+    ContrastiveDivergence,
+    CrossEntropy,
+    Energies,
+    EnergyBatch,
+    EnergyRegularization,
+    Loss,
+    LossInput,
+    WeightedSum,
+)
 from ..models import ClassifierEnergy
 from ..samplers import Sampler
 from .ebm import EBM
@@ -25,22 +36,37 @@ def jem_loss(
         \mathcal{L} = w_{y|x}\,\mathrm{CE}
             + w_x \big(\overline{E(x^+)} - \overline{E(x^-)}\big)
             + w_{x|y} \big(\overline{E(x^+, y^+)} - \overline{E(x^-, y^-)}\big)
-            + \alpha \big(\overline{E(x^+)^2} + \overline{E(x^-)^2}\big),
+            + \alpha \big(\overline{E(x^+)^2} + \overline{E(x^-)^2}\big)\,[w_x > 0]
+            + \alpha \big(\overline{E(x^+, y^+)^2} + \overline{E(x^-, y^-)^2}\big)\,[w_{x|y} > 0],
 
     the negated :math:`\log p(y \mid x) + \log p(x)` (+ :math:`\log p(x \mid y)`)
-    with CD estimating the generative gradients. Terms with weight 0 are left out.
+    with CD estimating the generative gradients, and the energy L2 penalty
+    (weight :math:`\alpha` = ``regularization_weight``) on the energies of each
+    CD term present. Terms with weight 0 are left out (and so is sampling for
+    them). The terms are named ``p_y_given_x``, ``p_x``, ``p_x_given_y``,
+    ``energy_l2`` and ``energy_l2_given_y`` (metrics ``loss/<name>``).
+
+    The MNIST reference run is
+    ``jem_loss(p_x_weight=0, p_x_given_y_weight=1, regularization_weight=0.1)``:
+    cross-entropy + class-conditional CD + L2 of the conditional energies.
 
     Examples
     --------
-    >>> sorted(jem_loss(regularization_weight=0.1).needs())
-    ['labels', 'logits', 'negative_energy', 'positive_energy']
+    >>> from ebmlib.losses import Classification, ConditionalEnergies
+    >>> loss = jem_loss(p_x_weight=0.0, p_x_given_y_weight=1.0, regularization_weight=0.1)
+    >>> [name for name, weight in loss.weights.items() if weight > 0]
+    ['p_y_given_x', 'p_x_given_y', 'energy_l2_given_y']
+    >>> loss.needs() == {Classification, ConditionalEnergies}
+    True
     """
     return WeightedSum(
         {
             "p_y_given_x": (classification_weight, CrossEntropy()),
             "p_x": (p_x_weight, ContrastiveDivergence()),
             "p_x_given_y": (p_x_given_y_weight, ContrastiveDivergence(conditional=True)),
-            "energy_l2": (regularization_weight, EnergyRegularization()),
+            "energy_l2": (regularization_weight if p_x_weight > 0 else 0.0, EnergyRegularization()),
+            "energy_l2_given_y": (
+                regularization_weight if p_x_given_y_weight > 0 else 0.0, EnergyRegularization(conditional=True)),
         }
     )
 
@@ -100,27 +126,33 @@ class JEM(EBM):
             raise ValueError(f"buffer.n_classes={buffer.n_classes} differs from model.n_classes={model.n_classes}")
 
     @property
-    def n_classes(self) -> int:
+    def n_classes(self) -> int:  # type: ignore[override]
+        """The classifier's number of classes."""
         return self.model.n_classes
 
-    def energy_batch(
-        self,
-        x: Tensor,
-        y: Tensor | None,
-        negatives: Tensor | None,
-        conditional_negatives: Tensor | None,
-        negative_labels: Tensor | None,
+    def loss_inputs(
+        self, needs: frozenset[type[LossInput]], x: Tensor, y: Tensor | None, generator: torch.Generator | None
     ) -> EnergyBatch:
-        parts = [t for t in (x, negatives, conditional_negatives) if t is not None]
+        """Logits, unconditional and conditional energies from one forward pass over data and all negatives."""
+        self.check_computable(needs, {Energies, ConditionalEnergies, Classification})
+        parts = [x]
+        if Energies in needs:
+            parts.append(self.negatives(x.shape[0], None, generator))
+        if ConditionalEnergies in needs:
+            assert y is not None  # checked by training_step
+            negative_labels, conditional = self.conditional_negatives(y, generator)
+            parts.append(conditional)
         logits = self.model.logits(torch.cat(parts)).split([len(t) for t in parts])
         energy = self.model.energy_from_logits
-        batch = EnergyBatch(logits=logits[0], labels=y, positive_energy=energy(logits[0]))
-        if negatives is not None:
-            batch.negative_energy = energy(logits[1])
-        if conditional_negatives is not None and y is not None:
-            batch.conditional_positive_energy = energy(logits[0], y)
-            batch.conditional_negative_energy = energy(logits[-1], negative_labels)
-        return batch
+        inputs: list[LossInput] = []
+        if Classification in needs:
+            assert y is not None
+            inputs.append(Classification(logits[0], y))
+        if Energies in needs:
+            inputs.append(Energies(energy(logits[0]), energy(logits[1])))
+        if ConditionalEnergies in needs:
+            inputs.append(ConditionalEnergies(energy(logits[0], y), energy(logits[-1], negative_labels)))
+        return EnergyBatch(*inputs)
 
     @torch.no_grad()
     def classify(self, x: Tensor) -> Tensor:

@@ -1,13 +1,24 @@
-"""Contract suite: every loss reads an EnergyBatch and returns (scalar loss, detached metrics)."""
+"""Contract suite: every loss reads typed inputs from an EnergyBatch and returns (scalar loss, detached metrics).
+
+Every ``Loss`` exported by ``ebmlib.losses`` must have a factory in ``LOSSES`` (checked below), so a new
+loss can't be left out of the suite.
+"""
 
 from __future__ import annotations
+
+import dataclasses
+import inspect
 
 import pytest
 import torch
 
+import ebmlib.losses
 from ebmlib.losses import (
+    Classification,
+    ConditionalEnergies,
     ContrastiveDivergence,
     CrossEntropy,
+    Energies,
     EnergyBatch,
     EnergyRegularization,
     Loss,
@@ -26,6 +37,12 @@ LOSSES = {
 }
 
 
+def test_every_exported_loss_is_in_the_suite():
+    exported = {obj for name in ebmlib.losses.__all__ if inspect.isclass(obj := getattr(ebmlib.losses, name))
+                and issubclass(obj, Loss) and not inspect.isabstract(obj)}
+    assert exported == {type(make()) for make in LOSSES.values()}
+
+
 @pytest.fixture(params=sorted(LOSSES))
 def make_loss(request):
     return LOSSES[request.param]
@@ -35,10 +52,15 @@ def full_batch(dtype=torch.float32, b=6, m=4, k=3) -> EnergyBatch:
     g = torch.Generator().manual_seed(0)
     leaf = lambda *shape: torch.randn(*shape, generator=g, dtype=dtype).requires_grad_(True)  # noqa: E731
     return EnergyBatch(
-        positive_energy=leaf(b), negative_energy=leaf(m), logits=leaf(b, k),
-        labels=torch.randint(k, (b,), generator=g),
-        conditional_positive_energy=leaf(b), conditional_negative_energy=leaf(m),
+        Energies(positive=leaf(b), negative=leaf(m)),
+        ConditionalEnergies(positive=leaf(b), negative=leaf(m)),
+        Classification(logits=leaf(b, k), labels=torch.randint(k, (b,), generator=g)),
     )
+
+
+def tensors(batch: EnergyBatch, kind: type) -> list[torch.Tensor]:
+    value = batch[kind]
+    return [getattr(value, f.name) for f in dataclasses.fields(value) if getattr(value, f.name).is_floating_point()]
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -49,24 +71,29 @@ def test_scalar_loss_detached_scalar_metrics(make_loss, dtype):
     assert metrics and all(v.shape == () and not v.requires_grad for v in metrics.values())
 
 
-def test_gradient_reaches_exactly_the_fields_it_needs(make_loss):
+def test_needs_are_input_types():
+    for make in LOSSES.values():
+        needs = make().needs()
+        assert needs and all(isinstance(kind, type) and dataclasses.is_dataclass(kind) for kind in needs)
+
+
+def test_gradient_reaches_exactly_the_inputs_it_needs(make_loss):
     loss_fn = make_loss()
     batch = full_batch()
     loss_fn(batch)[0].backward()
-    for name in ("positive_energy", "negative_energy", "logits",
-                 "conditional_positive_energy", "conditional_negative_energy"):
-        got_grad = getattr(batch, name).grad is not None
-        assert got_grad == (name in loss_fn.needs()), name
+    for kind in batch.kinds():
+        for tensor in tensors(batch, kind):
+            assert (tensor.grad is not None) == (kind in loss_fn.needs()), kind.__name__
 
 
-def test_only_needed_fields_suffice_and_missing_ones_are_named(make_loss):
+def test_only_needed_inputs_suffice_and_a_missing_one_is_named(make_loss):
     loss_fn = make_loss()
     full = full_batch()
-    needed = EnergyBatch(**{name: getattr(full, name) for name in loss_fn.needs()})
+    needed = EnergyBatch(*(full[kind] for kind in loss_fn.needs()))
     torch.testing.assert_close(loss_fn(needed)[0], loss_fn(full)[0])
-    missing = sorted(loss_fn.needs())[0]
-    partial = EnergyBatch(**{n: getattr(full, n) for n in loss_fn.needs() if n != missing})
-    with pytest.raises(ValueError, match=missing):
+    missing = sorted(loss_fn.needs(), key=lambda kind: kind.__name__)[0]
+    partial = EnergyBatch(*(full[kind] for kind in loss_fn.needs() if kind is not missing))
+    with pytest.raises(ValueError, match=f"needs {missing.__name__}, which the recipe did not compute"):
         loss_fn(partial)
 
 
@@ -77,8 +104,8 @@ def test_state_dict_round_trip(make_loss):
 
 
 def test_formulas_on_known_values():
-    batch = EnergyBatch(positive_energy=torch.tensor([1.0, 3.0]), negative_energy=torch.tensor([-2.0]),
-                        logits=torch.tensor([[0.0, 0.0], [10.0, -10.0]]), labels=torch.tensor([1, 0]))
+    batch = EnergyBatch(Energies(positive=torch.tensor([1.0, 3.0]), negative=torch.tensor([-2.0])),
+                        Classification(logits=torch.tensor([[0.0, 0.0], [10.0, -10.0]]), labels=torch.tensor([1, 0])))
     cd, cd_metrics = ContrastiveDivergence()(batch)
     assert float(cd) == pytest.approx(2.0 - (-2.0))
     assert float(cd_metrics["energy_gap"]) == pytest.approx(-4.0)
@@ -91,12 +118,28 @@ def test_formulas_on_known_values():
     assert set(metrics) >= {"loss/cd", "loss/l2", "cd/energy_gap", "l2/energy_l2"}
 
 
+def test_conditional_terms_read_only_the_conditional_energies():
+    batch = full_batch()
+    cd = ContrastiveDivergence(conditional=True)(batch)[0]
+    expected = batch[ConditionalEnergies].positive.mean() - batch[ConditionalEnergies].negative.mean()
+    torch.testing.assert_close(cd, expected)
+    assert ContrastiveDivergence(conditional=True).needs() == {ConditionalEnergies}
+
+
 def test_weighted_sum_skips_zero_weights_and_rejects_bad_terms():
     loss = WeightedSum({"ce": (1.0, CrossEntropy()), "cd": (0.0, ContrastiveDivergence())})
-    assert loss.needs() == {"logits", "labels"}
+    assert loss.needs() == {Classification}
     with pytest.raises(ValueError, match="non-negative"):
         WeightedSum({"cd": (-1.0, ContrastiveDivergence())})
     with pytest.raises(ValueError, match="positive weight"):
         WeightedSum({"cd": (0.0, ContrastiveDivergence())})
     with pytest.raises(TypeError, match="ebmlib Loss"):
         WeightedSum({"mse": (1.0, torch.nn.MSELoss())})
+
+
+def test_energy_batch_refuses_duplicates_and_non_inputs():
+    energies = Energies(positive=torch.zeros(2), negative=torch.zeros(2))
+    with pytest.raises(ValueError, match="two inputs of type Energies"):
+        EnergyBatch(energies, energies)
+    with pytest.raises(TypeError, match="LossInput instances, got Tensor"):
+        EnergyBatch(torch.zeros(2))

@@ -1,0 +1,236 @@
+"""What every recipe that trains an energy model against sampled negatives shares."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+
+import torch
+from torch import Tensor, nn
+
+from .._checks import check_batch, check_labels, check_positive, warn_if_unscaled
+from ..buffers import Initializer
+from ..losses import Classification, ConditionalEnergies, ContrastiveDivergence, Energies, EnergyBatch, Loss, LossInput
+from ..models import EnergyModel
+from ..samplers import Sampler
+from .base import Recipe
+
+
+class ContrastiveRecipe(Recipe):
+    r"""Train an energy model with negatives :math:`x^-` drawn by a sampler; subclasses say where chains start.
+
+    One :meth:`training_step` on data :math:`x^+`:
+
+    1. add ``input_noise_std`` Gaussian noise to :math:`x^+` (optional);
+    2. draw the negatives of every kind the loss :meth:`~ebmlib.losses.Loss.needs`
+       (:meth:`negatives`; class-conditional chains for labels
+       :math:`y^- \sim \mathcal{U}\{0..K-1\}` too, for
+       :class:`~ebmlib.losses.ConditionalEnergies`);
+    3. evaluate the model once per conditioning on :math:`[x^+; x^-]` into an
+       :class:`~ebmlib.losses.EnergyBatch` holding only what the loss needs
+       (:meth:`loss_inputs`);
+    4. take one ``optimizer`` step on the loss.
+
+    A subclass implements :meth:`negatives`, ``initializer`` and ``n_classes``.
+    A loss that needs a new kind of input is served by overriding
+    :meth:`loss_inputs` alone (compute the new kind, leave the rest to ``super()``).
+
+    Parameters
+    ----------
+    model : EnergyModel
+    sampler : Sampler
+    optimizer : torch.optim.Optimizer
+        Over ``model``'s parameters.
+    loss : Loss, optional
+        Default :class:`~ebmlib.losses.ContrastiveDivergence`.
+    input_noise_std : float
+        Standard deviation of the noise added to data (0 = none).
+
+    Examples
+    --------
+    Chains that start at zero every step:
+
+    >>> import torch
+    >>> from ebmlib.buffers import GaussianInit
+    >>> from ebmlib.models import MLP, NetworkEnergy
+    >>> from ebmlib.samplers import Langevin
+    >>> class FromZero(ContrastiveRecipe):
+    ...     initializer = GaussianInit((2,), std=1e-6)
+    ...     n_classes = None
+    ...     def negatives(self, batch_size, y=None, generator=None):
+    ...         start = torch.zeros(batch_size, 2)
+    ...         return self.sampler.sample(self.model, start, y=y, generator=generator)
+    >>> model = NetworkEnergy(MLP(2, 1, hidden=8))
+    >>> recipe = FromZero(model, Langevin(step_size=0.01, n_steps=3), torch.optim.SGD(model.parameters(), lr=0.1))
+    >>> sorted(recipe.training_step(torch.randn(4, 2)))
+    ['energy_gap', 'loss', 'negative_energy', 'positive_energy']
+    """
+
+    initializer: Initializer
+    """Where fresh chains start (:meth:`generate`'s default start); fixes the event shape."""
+
+    n_classes: int | None
+    """Number of classes of conditional chains, or ``None``."""
+
+    def __init__(
+        self,
+        model: EnergyModel,
+        sampler: Sampler,
+        optimizer: torch.optim.Optimizer,
+        loss: Loss | None = None,
+        input_noise_std: float = 0.0,
+    ) -> None:
+        super().__init__()
+        check_positive(input_noise_std, "input_noise_std", allow_zero=True)
+        self.model = model
+        self.sampler = sampler
+        self.loss = ContrastiveDivergence() if loss is None else loss
+        self.optimizer = optimizer
+        self.input_noise_std = input_noise_std
+        self._scale_checked = False
+
+    @abstractmethod
+    def negatives(self, batch_size: int, y: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
+        """``batch_size`` model samples :math:`x^-` (of classes ``y``), shape ``(batch_size, *event_shape)``."""
+
+    # ------------------------------------------------------------------ the Recipe protocol
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        """``[optimizer]``."""
+        return [self.optimizer]
+
+    def data_parallel_modules(self) -> list[nn.Module]:
+        """``[model]``: chains stay each process's own."""
+        return [self.model]
+
+    def check_inputs(self, x: Tensor, y: Tensor | None = None) -> None:
+        """Raise a clear error for data the recipe cannot train on; warn once if it looks unscaled.
+
+        The warning compares the data's range with where the chains start
+        (draws of ``initializer``): images left in 0..255 against chains in
+        [-1, 1] would train without a word otherwise. Value checks run on CPU
+        tensors only (no device synchronisation).
+        """
+        check_batch(x, "x", self.initializer.event_shape)
+        if y is not None:
+            check_labels(y, x.shape[0], self.n_classes)
+        if not self._scale_checked and x.device.type == "cpu":
+            self._scale_checked = True
+            reference = self.initializer(256, None, torch.Generator(x.device).manual_seed(0))
+            warn_if_unscaled(x, reference, "x", type(self.initializer).__name__)
+
+    def training_step(
+        self, x: Tensor, y: Tensor | None = None, generator: torch.Generator | None = None
+    ) -> dict[str, Tensor]:
+        """One optimisation step on a batch of data.
+
+        Parameters
+        ----------
+        x : Tensor, shape ``(B, *event_shape)``
+        y : Tensor of int64, shape ``(B,)``, optional
+            Labels (needed by classification and conditional terms).
+        generator : torch.Generator, optional
+            For the noise and the chains; on ``x``'s device.
+
+        Returns
+        -------
+        dict of str to Tensor
+            ``loss`` and the loss's metrics, as detached scalar tensors.
+        """
+        self.check_inputs(x, y)
+        needs = self.loss.needs()
+        if y is None and needs & {ConditionalEnergies, Classification}:
+            raise ValueError(f"{type(self.loss).__name__} needs labels: pass y to training_step")
+        if self.input_noise_std > 0:
+            noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            x = x + self.input_noise_std * noise
+        loss, metrics = self.loss(self.loss_inputs(needs, x, y, generator))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return {"loss": loss.detach(), **metrics}
+
+    # ------------------------------------------------------------------ what the loss reads
+    def loss_inputs(
+        self, needs: frozenset[type[LossInput]], x: Tensor, y: Tensor | None, generator: torch.Generator | None
+    ) -> EnergyBatch:
+        """Compute every kind of input in ``needs``: :class:`~ebmlib.losses.Energies` and
+        :class:`~ebmlib.losses.ConditionalEnergies`, one forward pass per conditioning.
+
+        Raises
+        ------
+        ValueError
+            For a kind this recipe cannot compute (the message names it).
+        """
+        self.check_computable(needs, {Energies, ConditionalEnergies})
+        inputs: list[LossInput] = []
+        if Energies in needs:
+            negatives = self.negatives(x.shape[0], None, generator)
+            positive, negative = self.model(torch.cat([x, negatives])).split([len(x), len(negatives)])
+            inputs.append(Energies(positive, negative))
+        if ConditionalEnergies in needs:
+            assert y is not None  # checked by training_step
+            labels, negatives = self.conditional_negatives(y, generator)
+            energy = self.model(torch.cat([x, negatives]), torch.cat([y, labels]))
+            inputs.append(ConditionalEnergies(*energy.split([len(x), len(negatives)])))
+        return EnergyBatch(*inputs)
+
+    def conditional_negatives(self, y: Tensor, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+        r"""Labels :math:`y^- \sim \mathcal{U}\{0..K-1\}` (as many as ``y``) and chains of those classes."""
+        if self.n_classes is None:
+            raise ValueError(f"conditional loss terms need class-conditional chains: give {type(self).__name__} "
+                             "n_classes (a buffer with n_classes)")
+        labels = torch.randint(self.n_classes, y.shape, generator=generator, device=y.device)
+        return labels, self.negatives(y.shape[0], labels, generator)
+
+    def check_computable(self, needs: frozenset[type[LossInput]], computable: set[type[LossInput]]) -> None:
+        """Raise a ``ValueError`` naming the kinds in ``needs`` outside ``computable``."""
+        missing = sorted(kind.__name__ for kind in needs - computable)
+        if missing:
+            raise ValueError(
+                f"{type(self.loss).__name__} needs {', '.join(missing)}, which {type(self).__name__} does not compute "
+                f"(it computes {', '.join(sorted(k.__name__ for k in computable))}); override loss_inputs to add them"
+            )
+
+    # ------------------------------------------------------------------ sampling
+    @torch.no_grad()
+    def generate(
+        self,
+        n: int,
+        y: Tensor | None = None,
+        start: Initializer | Tensor | None = None,
+        n_steps: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """``n`` samples from new chains run by the recipe's sampler, of classes ``y`` if given.
+
+        Parameters
+        ----------
+        n : int
+            Number of samples.
+        y : Tensor of int64, shape ``(n,)``, optional
+            Classes, for class-conditional chains :math:`E(x, y)`.
+        start : Initializer or Tensor of shape ``(n, *event_shape)``, optional
+            Where the chains start: an :class:`~ebmlib.buffers.Initializer` to draw
+            from, the starting points themselves, or ``None`` for ``initializer``.
+        n_steps : int, optional
+            Sampler steps (default: the sampler's ``n_steps``).
+        generator : torch.Generator, optional
+
+        Returns
+        -------
+        Tensor, shape ``(n, *event_shape)``
+        """
+        if n < 1:
+            raise ValueError(f"n must be a positive number of samples, got {n}")
+        if y is not None and tuple(y.shape) != (n,):
+            raise ValueError(f"y must have shape ({n},), got {tuple(y.shape)}")
+        if isinstance(start, Tensor):
+            expected = (n, *self.initializer.event_shape)
+            if tuple(start.shape) != expected:
+                raise ValueError(f"start must have shape {expected}, got {tuple(start.shape)}")
+            x0 = start
+        elif start is None or isinstance(start, Initializer):
+            x0 = (self.initializer if start is None else start)(n, y, generator)
+        else:
+            raise TypeError(f"start must be an Initializer, a Tensor or None, got {type(start).__name__}")
+        return self.sampler.sample(self.model, x0, n_steps=n_steps, y=y, generator=generator)
+
