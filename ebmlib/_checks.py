@@ -3,6 +3,8 @@ with an accelerator; value checks (NaN, label range) run only on CPU tensors."""
 
 from __future__ import annotations
 
+import math
+import numbers
 import warnings
 
 import torch
@@ -39,12 +41,27 @@ def check_labels(y: Tensor, batch_size: int, n_classes: int | None = None, name:
             raise ValueError(f"{name} must lie in [0, {n_classes - 1}], got values in [{low}, {high}]")
 
 
-def check_positive(value: float, name: str, allow_zero: bool = False) -> None:
-    """Raise unless ``value`` is a positive (or, with ``allow_zero``, non-negative) number."""
-    ok = value >= 0 if allow_zero else value > 0
-    if not ok:
-        kind = "non-negative" if allow_zero else "positive"
+def check_positive(value: float, name: str, allow_zero: bool = False) -> float:
+    """Raise unless ``value`` is a finite positive (or, with ``allow_zero``, non-negative) real
+    number; return it as a ``float``. ``bool`` is refused (``True`` is not a step size)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
+    kind = "non-negative" if allow_zero else "positive"
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite {kind} number, got {value}")
+    if not (value >= 0 if allow_zero else value > 0):
         raise ValueError(f"{name} must be {kind}, got {value}")
+    return float(value)
+
+
+def check_count(value: int, name: str, minimum: int = 1) -> int:
+    """Raise unless ``value`` is an integer (``bool`` refused) of at least ``minimum``; return it as an ``int``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r} ({type(value).__name__})")
+    if value < minimum:
+        kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ValueError(f"{name} must be {kind}, got {value}")
+    return int(value)
 
 
 def check_probability(value: float, name: str) -> None:

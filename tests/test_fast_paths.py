@@ -71,6 +71,47 @@ def test_cuda_graph_with_chains_on_the_cpu_is_a_clear_error(monkeypatch):
 def test_fast_path_settings_show_in_repr():
     text = repr(Langevin(step_size=0.1, precision="bf16", compile_gradient=True))
     assert "precision='bf16'" in text and "compile_gradient=True" in text and "cuda_graph=False" in text
+    text = repr(HMC(step_size=0.1, n_leapfrog=3, compile_gradient=True))
+    assert "n_leapfrog=3" in text and "compile_gradient=True" in text and "precision='full'" in text
+
+
+@pytest.mark.parametrize("make", [MALA, HMC], ids=["mala", "hmc"])
+def test_metropolis_samplers_refuse_bf16_with_a_clear_error(make):
+    with pytest.raises(ValueError, match=rf"{make.__name__} supports precision in \('full',\), got 'bf16': its result "
+                                         "depends on energy values"):
+        make(step_size=0.1, precision="bf16")
+
+
+@pytest.mark.parametrize("flag", ["compile_gradient", "cuda_graph", "check_finite"])
+def test_fast_path_flags_must_be_booleans(flag):
+    with pytest.raises(TypeError, match=rf"{flag} must be True or False, got 'yes' \(str\)"):
+        MALA(step_size=0.1, **{flag: "yes"})
+
+
+def test_cuda_graph_cache_key_is_the_declared_configuration():
+    sampler = Langevin(step_size=0.1, n_steps=3, clamp=(-1, 1))
+    key = sampler.configuration()
+    assert [name for name, _ in key] == ["step_size", "noise_std", "n_steps", "grad_clip", "clamp", "precision",
+                                         "compile_gradient", "cuda_graph", "check_finite"]
+    assert dict(key)["clamp"] == (-1.0, 1.0) and hash(key) is not None
+    sampler.note = "not a setting"  # an undeclared attribute is not read: no reflection over vars(sampler)
+    assert sampler.configuration() == key
+    sampler.step_size = 0.2
+    assert sampler.configuration() != key
+
+
+def test_cuda_graph_needs_a_sampler_that_declares_its_settings(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # construct as if on a GPU machine
+
+    class Undeclared(Langevin):
+        pass
+
+    class Declared(Langevin):
+        settings = Langevin.settings
+
+    with pytest.raises(TypeError, match=r"cuda_graph=True needs Undeclared to declare its own `settings`"):
+        Undeclared(step_size=0.1, cuda_graph=True)
+    assert Declared(step_size=0.1, cuda_graph=True).cuda_graph
 
 
 # --- the diagnostics-free hot path makes the same moves -------------------------------------------
@@ -166,6 +207,17 @@ def test_compiled_gradient_matches_eager_on_the_mnist_network():
     assert all(p.grad is None for p in model.parameters())
 
 
+@pytest.mark.parametrize("make", [lambda **fast: MALA(step_size=0.05, **fast),
+                                  lambda **fast: HMC(step_size=0.05, n_leapfrog=3, **fast)], ids=["mala", "hmc"])
+def test_metropolis_samplers_compiled_gradient_matches_eager(make):
+    # The compiled gradient may reorder floating-point sums (differences ~1e-7); over 4 steps of 64 chains no
+    # accept/reject decision lies that close to its threshold, so the chains agree to 1e-5.
+    model, x0 = LinearGaussian(), torch.zeros(64, 2)
+    eager = make().sample(model, x0, n_steps=4, generator=torch.Generator().manual_seed(0))
+    compiled = make(compile_gradient=True).sample(model, x0, n_steps=4, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(compiled, eager, atol=1e-5, rtol=0)
+
+
 # --- CUDA graphs (need a GPU; they cannot run on a CPU-only machine) ----------------------------------
 
 
@@ -206,3 +258,23 @@ def test_cuda_graph_diagnostics_and_labels():
     assert x.shape == x0.shape and diagnostics["energy"].shape == (3,)
     again = sampler.sample(model, x0, y=y, generator=generator.manual_seed(0))
     torch.testing.assert_close(again, x, atol=1e-5, rtol=0)
+
+
+@needs_cuda
+@pytest.mark.parametrize("make", [
+    lambda **fast: MALA(step_size=0.01, n_steps=4, **fast),
+    lambda **fast: HMC(step_size=0.01, n_leapfrog=3, n_steps=2, **fast),
+], ids=["mala", "hmc"])
+def test_cuda_graph_on_metropolis_samplers_matches_eager(make):
+    # The replay runs the eager kernels: positions agree to float32 rounding, acceptance rates too.
+    device = torch.device("cuda")
+    model, x0 = mnist_energy().to(device), images(16).to(device)
+    eager, graphed = make(), make(cuda_graph=True)
+    generator = torch.Generator(device)
+    for seed in (0, 0, 1):  # capture, replay, new seed
+        expected, expected_diagnostics = eager.sample(model, x0, generator=generator.manual_seed(seed),
+                                                      return_diagnostics=True)
+        got, diagnostics = graphed.sample(model, x0, generator=generator.manual_seed(seed), return_diagnostics=True)
+        torch.testing.assert_close(got, expected, atol=1e-4, rtol=0)
+        torch.testing.assert_close(diagnostics["acceptance_rate"], expected_diagnostics["acceptance_rate"],
+                                   atol=1e-4, rtol=0)

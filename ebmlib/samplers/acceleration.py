@@ -189,17 +189,6 @@ _CAPTURED: weakref.WeakKeyDictionary[nn.Module, OrderedDict[tuple[Any, ...], tup
 _CAPTURED = weakref.WeakKeyDictionary()
 
 
-def _settings(module: nn.Module) -> tuple[tuple[str, Any], ...]:
-    """The module's plain configuration attributes (numbers, strings, tuples), sorted.
-
-    >>> import torch
-    >>> _settings(torch.nn.Dropout(0.25))
-    (('inplace', False), ('p', 0.25), ('training', True))
-    """
-    plain = (bool, int, float, str, tuple, type(None))
-    return tuple(sorted((k, v) for k, v in vars(module).items() if not k.startswith("_") and isinstance(v, plain)))
-
-
 def _tensors(model: nn.Module) -> Iterator[Tensor]:
     """The model's parameters and buffers."""
     yield from model.parameters()
@@ -214,14 +203,16 @@ def run_in_cuda_graph(
     y: Tensor | None,
     n_steps: int,
     generator: torch.Generator | None,
-    tag: Any = None,
+    settings: tuple[Any, ...] = (),
 ) -> Outputs:
     """``run(x, y, n_steps)`` replayed from a CUDA graph captured on first use.
 
     Graphs are cached per ``owner`` (a sampler) and keyed by everything a graph
     bakes in: the model (identity, mode, storage of its parameters and buffers),
-    the owner's settings, input shapes, dtypes and device, ``n_steps``, the
-    generator and ``tag``. A change of any of them captures a new graph.
+    input shapes, dtypes and device, ``n_steps``, the generator, and
+    ``settings``, the owner's declared configuration (hashable; for a sampler,
+    :meth:`~ebmlib.samplers.Sampler.configuration`). A change of any of them
+    captures a new graph; nothing else is looked at.
 
     Raises
     ------
@@ -244,9 +235,9 @@ def run_in_cuda_graph(
     if generator is not None and generator.device != x.device:
         raise ValueError(f"generator must be on the chains' device {x.device}, got one on {generator.device}")
     key = (
-        id(model), model.training, tuple(t.data_ptr() for t in _tensors(model)), _settings(owner),
+        id(model), model.training, tuple(t.data_ptr() for t in _tensors(model)), settings,
         tuple(x.shape), x.dtype, x.device, None if y is None else (tuple(y.shape), y.dtype),
-        n_steps, id(generator), tag,
+        n_steps, id(generator),
     )
     cache = _CAPTURED.setdefault(owner, OrderedDict())
     if key in cache:

@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Literal, NamedTuple, overload
+from typing import Any, ClassVar, Literal, NamedTuple, overload
 
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_batch
+from .._checks import check_batch, check_count
 from ..models.base import check_energy
-from .acceleration import autocast, check_cuda_graph_available, check_precision, compiled, run_in_cuda_graph
+from .acceleration import (
+    PRECISIONS,
+    autocast,
+    check_cuda_graph_available,
+    check_precision,
+    compiled,
+    run_in_cuda_graph,
+)
+
+FAST_PATHS = ("precision", "compile_gradient", "cuda_graph")
+"""The fast-path settings every sampler takes (see :class:`Sampler`)."""
+
+NONFINITE_CHAINS = "_nonfinite_chains"
+"""Diagnostics key under which a ``check_finite`` run hands its count of broken chains to :meth:`Sampler.sample`."""
 
 
 class ChainState(NamedTuple):
@@ -132,21 +145,40 @@ class Sampler(nn.Module, ABC):
       graph on first use and replay it afterwards, removing the per-kernel
       launch cost. The graph reads the model's parameters in place, so training
       between calls is seen; it bakes in everything else, so a new model, input
-      shape, ``n_steps``, generator or sampler setting captures a new graph (the
-      last few are kept). Pass the same generator to every call, reseeding it if
-      need be, so the graph is replayed rather than recaptured. Needs a model
-      without host synchronisation; raises ``RuntimeError`` where CUDA is missing.
+      shape, ``n_steps``, generator or sampler setting (one of
+      :meth:`configuration`) captures a new graph (the last few are kept). Pass
+      the same generator to every call, reseeding it if need be, so the graph
+      is replayed rather than recaptured. Needs a model without host
+      synchronisation; raises ``RuntimeError`` where CUDA is missing.
+
+    Every sampler takes all three. A sampler whose result depends on energy
+    values, not only on gradients (an accept/reject test: MALA, HMC), lists
+    only ``"full"`` in :attr:`precisions` and refuses ``precision="bf16"``
+    with a ``ValueError``.
+
+    ``check_finite=True`` adds one check at the end of each :meth:`sample`
+    call (never per step): if any chain's position (or, where the final state
+    carries them, its energy or gradient) is NaN or Inf, it raises
+    ``FloatingPointError`` naming the model. It reads one number from the
+    device, so it is the one host synchronisation of the call.
+
+    Subclasses declare in :attr:`settings` the names of the attributes that
+    configure their step; :meth:`configuration` (the CUDA-graph cache key and
+    the ``repr``) is read from it, never by reflection.
 
     Parameters
     ----------
     n_steps : int
-        Default number of steps for :meth:`sample`.
+        Default number of steps for :meth:`sample`, ``>= 1``.
     precision : {"full", "bf16"}
-        ``"full"`` computes in the chains' dtype.
+        ``"full"`` computes in the chains' dtype; one of :attr:`precisions`.
     compile_gradient : bool
         Compile the energy-and-gradient evaluation.
     cuda_graph : bool
         Replay :meth:`sample` from a CUDA graph.
+    check_finite : bool
+        Raise ``FloatingPointError`` when a :meth:`sample` call ends with
+        non-finite chains.
 
     Examples
     --------
@@ -162,21 +194,61 @@ class Sampler(nn.Module, ABC):
     >>> x, diagnostics = GradientDescent(n_steps=5).sample(model, torch.zeros(3, 2), return_diagnostics=True)
     >>> x.shape, diagnostics["grad_norm"].shape
     (torch.Size([3, 2]), torch.Size([5]))
+    >>> GradientDescent(n_steps=5).configuration()[:2]
+    (('n_steps', 5), ('precision', 'full'))
     """
 
+    settings: ClassVar[tuple[str, ...]] = ("n_steps",)
+    """Names of the attributes that configure this sampler's step (hashable values).
+    A subclass lists all of its own (``("step_size", ..., "n_steps")``); the fast
+    paths and ``check_finite`` are added by :meth:`configuration`."""
+
+    precisions: ClassVar[tuple[str, ...]] = PRECISIONS
+    """The ``precision`` values this sampler is valid for."""
+
     def __init__(
-        self, n_steps: int, *, precision: str = "full", compile_gradient: bool = False, cuda_graph: bool = False
+        self,
+        n_steps: int,
+        *,
+        precision: str = "full",
+        compile_gradient: bool = False,
+        cuda_graph: bool = False,
+        check_finite: bool = False,
     ) -> None:
         super().__init__()
-        if n_steps < 1:
-            raise ValueError(f"n_steps must be a positive integer, got {n_steps}")
+        self.n_steps = check_count(n_steps, "n_steps")
         check_precision(precision)
+        if precision not in self.precisions:
+            raise ValueError(
+                f"{type(self).__name__} supports precision in {self.precisions}, got {precision!r}: its result depends "
+                "on energy values (an accept/reject test), which bfloat16 rounds to about 3 significant digits"
+            )
+        for name, flag in (("compile_gradient", compile_gradient), ("cuda_graph", cuda_graph),
+                           ("check_finite", check_finite)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be True or False, got {flag!r} ({type(flag).__name__})")
         if cuda_graph:
             check_cuda_graph_available()
-        self.n_steps = n_steps
+            if "settings" not in vars(type(self)):
+                raise TypeError(
+                    f"cuda_graph=True needs {type(self).__name__} to declare its own `settings` (the names of the "
+                    "attributes its step depends on): a captured graph bakes them in, and the cache key is read from it"
+                )
         self.precision = precision
         self.compile_gradient = compile_gradient
         self.cuda_graph = cuda_graph
+        self.check_finite = check_finite
+
+    def configuration(self) -> tuple[tuple[str, Any], ...]:
+        """``(name, value)`` of every declared setting, then of the fast paths and ``check_finite``.
+
+        Everything a run of this sampler depends on besides the model, the inputs, ``n_steps``
+        and the generator: the key of its captured CUDA graphs, and its ``repr``.
+        """
+        return tuple((name, getattr(self, name)) for name in (*self.settings, *FAST_PATHS, "check_finite"))
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{name}={value!r}" for name, value in self.configuration())
 
     def energy_and_grad(self, model: nn.Module, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """:func:`energy_and_grad` with this sampler's ``precision`` and ``compile_gradient`` settings."""
@@ -254,7 +326,8 @@ class Sampler(nn.Module, ABC):
         """Run chains from ``x`` for ``n_steps`` steps.
 
         Input checks read only shapes and dtypes, plus NaN/Inf for CPU tensors
-        (where reading a value costs no device synchronisation).
+        (where reading a value costs no device synchronisation). With
+        ``check_finite``, the end of the call reads one number from the device.
 
         Parameters
         ----------
@@ -275,23 +348,43 @@ class Sampler(nn.Module, ABC):
         -------
         Tensor, shape ``(B, *event_shape)``, detached
             Final positions (and the diagnostics dict on request).
+
+        Raises
+        ------
+        FloatingPointError
+            With ``check_finite``, if a chain ends with a NaN or Inf position,
+            energy or gradient.
         """
-        n_steps = self.n_steps if n_steps is None else n_steps
-        if n_steps < 0:
-            raise ValueError(f"n_steps must be non-negative, got {n_steps}")
+        n_steps = self.n_steps if n_steps is None else check_count(n_steps, "n_steps", minimum=0)
         check_batch(x, "x")
         if y is not None and tuple(y.shape) != (x.shape[0],):
             raise ValueError(f"y must have shape ({x.shape[0]},), got {tuple(y.shape)}")
 
         def run(x: Tensor, y: Tensor | None, n_steps: int) -> tuple[Tensor, dict[str, Tensor]]:
-            return self.run_chains(model, x, n_steps, y, generator, return_diagnostics)
+            state, diagnostics = self.run_chains(model, x, n_steps, y, generator, return_diagnostics)
+            if self.check_finite:
+                diagnostics = {**diagnostics, NONFINITE_CHAINS: count_nonfinite_chains(state)}
+            return state.position.detach(), diagnostics
 
         x = x.detach()
         if self.cuda_graph and n_steps > 0:
-            samples, diagnostics = run_in_cuda_graph(self, model, run, x, y, n_steps, generator, return_diagnostics)
+            key = (self.configuration(), return_diagnostics)
+            samples, diagnostics = run_in_cuda_graph(self, model, run, x, y, n_steps, generator, key)
         else:
             samples, diagnostics = run(x, y, n_steps)
+        if self.check_finite:
+            self.raise_if_nonfinite(diagnostics.pop(NONFINITE_CHAINS), model, x.shape[0], n_steps)
         return (samples, diagnostics) if return_diagnostics else samples
+
+    def raise_if_nonfinite(self, nonfinite_chains: Tensor, model: nn.Module, n_chains: int, n_steps: int) -> None:
+        """Raise ``FloatingPointError`` if ``nonfinite_chains`` (a count, shape ``()``) is not 0: one host read."""
+        broken = int(nonfinite_chains)
+        if broken:
+            raise FloatingPointError(
+                f"{type(self).__name__}.sample: {broken} of {n_chains} chains hold NaN or Inf after {n_steps} steps; "
+                f"the energy model {type(model).__name__} returned non-finite energies or gradients on them, or "
+                "the chains diverged. Check the model on these inputs, lower step_size, or clamp the chains"
+            )
 
     def run_chains(
         self,
@@ -301,19 +394,42 @@ class Sampler(nn.Module, ABC):
         y: Tensor | None,
         generator: torch.Generator | None,
         return_diagnostics: bool,
-    ) -> tuple[Tensor, dict[str, Tensor]]:
-        """The loop behind :meth:`sample`, without input checks: final positions and
+    ) -> tuple[ChainState, dict[str, Tensor]]:
+        """The loop behind :meth:`sample`, without input checks: the final state and
         diagnostics (an empty dict unless ``return_diagnostics``)."""
         state = ChainState(x)
         if not return_diagnostics:
             for _ in range(n_steps):
                 state = self.advance(model, state, y, generator)
-            return state.position.detach(), {}
+            return state, {}
         infos: list[StepInfo] = []
         for _ in range(n_steps):
             state, info = self.step(model, state, y, generator)
             infos.append(info)
-        return state.position.detach(), stack_diagnostics(infos, x)
+        return state, stack_diagnostics(infos, x)
+
+
+def count_nonfinite_chains(state: ChainState) -> Tensor:
+    """How many chains have a NaN or Inf position, energy or gradient: an int64 count, shape ``()``, on the device.
+
+    Examples
+    --------
+    >>> import torch
+    >>> count_nonfinite_chains(ChainState(torch.tensor([[0.0, float("nan")], [1.0, 2.0]])))
+    tensor(1)
+    """
+    n_chains = state.position.shape[0]
+
+    def broken(t: Tensor) -> Tensor:
+        if t.dim() >= 1 and t.shape[0] == n_chains:
+            return ~torch.isfinite(t.reshape(n_chains, -1)).all(1)
+        return (~torch.isfinite(t).all()).expand(n_chains)  # not one row per chain: all or none
+
+    flags = broken(state.position)
+    for t in (state.energy, state.grad):
+        if t is not None:
+            flags = flags | broken(t)
+    return flags.sum()
 
 
 def stack_diagnostics(infos: list[StepInfo], x: Tensor) -> dict[str, Tensor]:

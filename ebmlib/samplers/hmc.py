@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_positive
+from .._checks import check_count, check_positive
 from .base import ChainState, Sampler, StepInfo, per_chain_norm
-from .mala import select
+from .metropolis import metropolis_accept
 
 
 class HMC(Sampler):
@@ -24,17 +24,23 @@ class HMC(Sampler):
         p \leftarrow p - \tfrac{\epsilon}{2}\nabla E(x),
 
     and keeps the end point with probability
-    :math:`\min(1, \exp(H(x_0, p_0) - H(x_L, p_L)))`. One step costs
+    :math:`\min(1, \exp(H(x_0, p_0) - H(x_L, p_L)))`
+    (:func:`~ebmlib.samplers.metropolis_accept`). One step costs
     ``n_leapfrog`` energy-and-gradient evaluations.
 
     Parameters
     ----------
     step_size : float
-        Leapfrog step :math:`\epsilon > 0`.
+        Leapfrog step :math:`\epsilon > 0`, finite.
     n_leapfrog : int
-        Leapfrog steps per HMC step.
+        Leapfrog steps per HMC step, ``>= 1``.
     n_steps : int
         Default number of HMC steps for :meth:`sample`.
+    compile_gradient, cuda_graph, check_finite : bool
+        The fast paths and the finiteness check of :class:`~ebmlib.samplers.Sampler`.
+    precision : {"full"}
+        Only ``"full"``: the accept/reject test compares energies, which
+        bfloat16 would round to about 3 significant digits.
 
     Examples
     --------
@@ -46,13 +52,24 @@ class HMC(Sampler):
     torch.Size([4, 2])
     """
 
-    def __init__(self, step_size: float, n_leapfrog: int = 5, n_steps: int = 20) -> None:
-        super().__init__(n_steps)
-        check_positive(step_size, "step_size")
-        if n_leapfrog < 1:
-            raise ValueError(f"n_leapfrog must be a positive integer, got {n_leapfrog}")
-        self.step_size = step_size
-        self.n_leapfrog = n_leapfrog
+    settings = ("step_size", "n_leapfrog", "n_steps")
+    precisions = ("full",)
+
+    def __init__(
+        self,
+        step_size: float,
+        n_leapfrog: int = 5,
+        n_steps: int = 20,
+        *,
+        precision: str = "full",
+        compile_gradient: bool = False,
+        cuda_graph: bool = False,
+        check_finite: bool = False,
+    ) -> None:
+        super().__init__(n_steps, precision=precision, compile_gradient=compile_gradient, cuda_graph=cuda_graph,
+                         check_finite=check_finite)
+        self.step_size = check_positive(step_size, "step_size")
+        self.n_leapfrog = check_count(n_leapfrog, "n_leapfrog")
 
     def step(
         self,
@@ -72,14 +89,8 @@ class HMC(Sampler):
             p = p - (eps if i < self.n_leapfrog - 1 else 0.5 * eps) * grad
         kinetic0 = 0.5 * p0.flatten(1).pow(2).sum(1)
         kinetic = 0.5 * p.flatten(1).pow(2).sum(1)
-        log_alpha = energy0 + kinetic0 - energy - kinetic
-        acceptance = log_alpha.clamp(max=0.0).exp().nan_to_num(0.0)
-        uniform = torch.rand(energy0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
-        accept = uniform < acceptance
-        new_state = ChainState(
-            select(accept, x, x0), select(accept, energy, energy0), select(accept, grad, grad0)
+        log_ratio = energy0 + kinetic0 - energy - kinetic
+        new_state, acceptance = metropolis_accept(
+            ChainState(x0, energy0, grad0), ChainState(x, energy, grad), log_ratio, generator
         )
         return new_state, StepInfo(energy0, per_chain_norm(grad0), acceptance)
-
-    def extra_repr(self) -> str:
-        return f"step_size={self.step_size}, n_leapfrog={self.n_leapfrog}, n_steps={self.n_steps}"

@@ -3,12 +3,34 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 from torch import Tensor, nn
 
 from .._checks import check_positive
 from .base import ChainState, Sampler, StepInfo, per_chain_norm
+
+
+def check_clamp(clamp: tuple[float, float] | None) -> tuple[float, float] | None:
+    """Raise unless ``clamp`` is ``None`` or a pair of real numbers ``(low, high)`` with ``low < high``.
+
+    The bounds may be infinite (a one-sided box), never NaN; returns the pair as floats.
+
+    Examples
+    --------
+    >>> check_clamp((-1, float("inf")))
+    (-1.0, inf)
+    """
+    if clamp is None:
+        return None
+    if (not isinstance(clamp, (tuple, list)) or len(clamp) != 2
+            or any(isinstance(v, bool) or not isinstance(v, numbers.Real) for v in clamp)):
+        raise TypeError(f"clamp must be None or a pair of numbers (low, high), got {clamp!r}")
+    low, high = float(clamp[0]), float(clamp[1])
+    if not low < high:
+        raise ValueError(f"clamp must be (low, high) with low < high, got {clamp}")
+    return low, high
 
 
 class Langevin(Sampler):
@@ -38,17 +60,25 @@ class Langevin(Sampler):
     n_steps : int
         Default number of steps for :meth:`sample`.
     grad_clip : float, optional
-        Clip each gradient element to :math:`[-c, c]`.
+        Clip each gradient element to :math:`[-c, c]`, :math:`c > 0`.
     clamp : (float, float), optional
         Box :math:`[a, b]` the samples are clamped to after every step.
     precision : {"full", "bf16"}
         ``"bf16"``: evaluate the energy gradient under bfloat16 autocast (the fast
-        path on CPUs with AMX-bf16 and on GPUs); the update stays in the chains' dtype.
+        path on CPUs with bf16 instructions and on GPUs); the update stays in the
+        chains' dtype. On CPU, a convolutional model is fastest in bf16 with its
+        weights in channels-last layout (``model.to(memory_format=torch.channels_last)``).
     compile_gradient : bool
         ``torch.compile`` the energy-gradient evaluation (first call pays the compile).
     cuda_graph : bool
         On CUDA, replay the whole fixed-shape :meth:`sample` run from a CUDA graph.
         See :class:`~ebmlib.samplers.Sampler` for what each fast path keeps and costs.
+    check_finite : bool
+        Raise ``FloatingPointError`` when a :meth:`sample` call ends with NaN or Inf chains.
+
+    All numbers must be finite (``step_size``, ``noise_std``, ``grad_clip``) and
+    ``n_steps`` an integer; anything else is a ``ValueError`` or ``TypeError``
+    naming the argument.
 
     Examples
     --------
@@ -64,6 +94,8 @@ class Langevin(Sampler):
     torch.float32
     """
 
+    settings = ("step_size", "noise_std", "n_steps", "grad_clip", "clamp")
+
     def __init__(
         self,
         step_size: float,
@@ -75,19 +107,15 @@ class Langevin(Sampler):
         precision: str = "full",
         compile_gradient: bool = False,
         cuda_graph: bool = False,
+        check_finite: bool = False,
     ) -> None:
-        super().__init__(n_steps, precision=precision, compile_gradient=compile_gradient, cuda_graph=cuda_graph)
-        check_positive(step_size, "step_size")
-        noise_std = math.sqrt(2.0 * step_size) if noise_std is None else noise_std
-        check_positive(noise_std, "noise_std", allow_zero=True)
-        if grad_clip is not None:
-            check_positive(grad_clip, "grad_clip")
-        if clamp is not None and not clamp[0] < clamp[1]:
-            raise ValueError(f"clamp must be (low, high) with low < high, got {clamp}")
-        self.step_size = step_size
-        self.noise_std = noise_std
-        self.grad_clip = grad_clip
-        self.clamp = clamp
+        super().__init__(n_steps, precision=precision, compile_gradient=compile_gradient, cuda_graph=cuda_graph,
+                         check_finite=check_finite)
+        self.step_size = check_positive(step_size, "step_size")
+        noise_std = math.sqrt(2.0 * self.step_size) if noise_std is None else noise_std
+        self.noise_std = check_positive(noise_std, "noise_std", allow_zero=True)
+        self.grad_clip = None if grad_clip is None else check_positive(grad_clip, "grad_clip")
+        self.clamp = check_clamp(clamp)
 
     def step(
         self,
@@ -120,10 +148,3 @@ class Langevin(Sampler):
         if self.clamp is not None:
             x.clamp_(self.clamp[0], self.clamp[1])
         return x
-
-    def extra_repr(self) -> str:
-        return (
-            f"step_size={self.step_size}, noise_std={self.noise_std}, n_steps={self.n_steps}, "
-            f"grad_clip={self.grad_clip}, clamp={self.clamp}, precision={self.precision!r}, "
-            f"compile_gradient={self.compile_gradient}, cuda_graph={self.cuda_graph}"
-        )

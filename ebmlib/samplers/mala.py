@@ -7,11 +7,7 @@ from torch import Tensor, nn
 
 from .._checks import check_positive
 from .base import ChainState, Sampler, StepInfo, per_chain_norm
-
-
-def select(accept: Tensor, new: Tensor, old: Tensor) -> Tensor:
-    """Per-chain choice: ``new[i]`` where ``accept[i]`` (shape ``(B,)``) else ``old[i]``."""
-    return torch.where(accept.view(-1, *([1] * (new.dim() - 1))), new, old)
+from .metropolis import metropolis_accept
 
 
 class MALA(Sampler):
@@ -28,16 +24,22 @@ class MALA(Sampler):
 
         \alpha = \min\Big(1, \exp\big(E(x) - E(x') + \log q(x \mid x') - \log q(x' \mid x)\big)\Big).
 
-    The chain keeps :math:`x'` with probability :math:`\alpha`, so
-    :math:`e^{-E}` is its stationary law for every step size. One step costs one
+    The chain keeps :math:`x'` with probability :math:`\alpha`
+    (:func:`~ebmlib.samplers.metropolis_accept`), so :math:`e^{-E}`
+    is its stationary law for every step size. One step costs one
     energy-and-gradient evaluation (the accepted point's is reused).
 
     Parameters
     ----------
     step_size : float
-        :math:`\eta > 0`.
+        :math:`\eta > 0`, finite.
     n_steps : int
         Default number of steps for :meth:`sample`.
+    compile_gradient, cuda_graph, check_finite : bool
+        The fast paths and the finiteness check of :class:`~ebmlib.samplers.Sampler`.
+    precision : {"full"}
+        Only ``"full"``: the accept/reject test compares energies, which
+        bfloat16 would round to about 3 significant digits.
 
     Examples
     --------
@@ -51,10 +53,22 @@ class MALA(Sampler):
     torch.Size([5])
     """
 
-    def __init__(self, step_size: float, n_steps: int = 20) -> None:
-        super().__init__(n_steps)
-        check_positive(step_size, "step_size")
-        self.step_size = step_size
+    settings = ("step_size", "n_steps")
+    precisions = ("full",)
+
+    def __init__(
+        self,
+        step_size: float,
+        n_steps: int = 20,
+        *,
+        precision: str = "full",
+        compile_gradient: bool = False,
+        cuda_graph: bool = False,
+        check_finite: bool = False,
+    ) -> None:
+        super().__init__(n_steps, precision=precision, compile_gradient=compile_gradient, cuda_graph=cuda_graph,
+                         check_finite=check_finite)
+        self.step_size = check_positive(step_size, "step_size")
 
     def step(
         self,
@@ -71,16 +85,8 @@ class MALA(Sampler):
         proposal_energy, proposal_grad = self.energy_and_grad(model, proposal, y)
         log_q_forward = -(proposal - x + eta * grad).flatten(1).pow(2).sum(1) / (4 * eta)
         log_q_backward = -(x - proposal + eta * proposal_grad).flatten(1).pow(2).sum(1) / (4 * eta)
-        log_alpha = energy - proposal_energy + log_q_backward - log_q_forward
-        acceptance = log_alpha.clamp(max=0.0).exp().nan_to_num(0.0)
-        uniform = torch.rand(energy.shape, generator=generator, device=x.device, dtype=x.dtype)
-        accept = uniform < acceptance
-        new_state = ChainState(
-            select(accept, proposal, x),
-            select(accept, proposal_energy, energy),
-            select(accept, proposal_grad, grad),
+        log_ratio = energy - proposal_energy + log_q_backward - log_q_forward
+        new_state, acceptance = metropolis_accept(
+            ChainState(x, energy, grad), ChainState(proposal, proposal_energy, proposal_grad), log_ratio, generator
         )
         return new_state, StepInfo(energy, per_chain_norm(grad), acceptance)
-
-    def extra_repr(self) -> str:
-        return f"step_size={self.step_size}, n_steps={self.n_steps}"
