@@ -31,6 +31,7 @@ extensions = [
     "sphinx.ext.mathjax",
     "sphinx.ext.napoleon",
     "sphinx.ext.viewcode",
+    "sphinx_gallery.gen_gallery",
 ]
 
 # No intersphinx: the docs build offline.
@@ -44,6 +45,29 @@ html_static_path = ["_static"]
 # extension and its glyphs) is bundled in docs/_static/mathjax; see the NOTICE there.
 # A relative mathjax_path is read relative to the built _static folder.
 mathjax_path = "mathjax/tex-svg-full.js"
+
+# The gallery: sphinx-gallery runs every examples/gallery/plot_*.py script during the
+# build and writes its page (text, code, printed output, figures) to docs/auto_examples/
+# (git-ignored). To add one: a script named plot_<topic>.py whose module docstring starts
+# with a reST title, cells separated by "# %%" comment blocks, figures drawn with
+# matplotlib, every random draw from a seeded generator. It must run within
+# gallery_budget.SECONDS_PER_SCRIPT on CI's 2 cores (the build fails otherwise); ruff
+# checks it with the other examples.
+sphinx_gallery_conf = {
+    "examples_dirs": str(ROOT / "examples" / "gallery"),
+    "gallery_dirs": "auto_examples",
+    "filename_pattern": r"/plot_",
+    "within_subsection_order": "FileNameSortKey",
+    "abort_on_example_error": True,
+    "reset_modules": ("matplotlib", "gallery_budget.check_time_budget"),
+    "reset_modules_order": "both",
+    "download_all_examples": False,
+    "remove_config_comments": True,
+    "show_memory": False,
+    "capture_repr": (),  # the scripts print what they mean to show
+    "write_computation_times": False,  # its pages load jQuery and DataTables from CDNs
+    "min_reported_time": 0,
+}
 
 autosummary_generate = True
 autosummary_imported_members = False

@@ -10,11 +10,13 @@ import ast
 import hashlib
 import importlib.util
 import re
+import runpy
 import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -128,3 +130,75 @@ def test_no_page_adds_a_table_of_contents_furo_covers_with_an_error():
         for match in re.finditer(r"^\.\. contents::.*\n((?:   .*\n)*)", source.read_text(), re.MULTILINE):
             assert "this-will-duplicate-information-and-it-is-still-useful-here" in match.group(1), \
                 f"{source.relative_to(ROOT)}: furo shows a red ERROR box over '.. contents::'; remove it"
+
+
+# ------------------------------------------------------------------------------------- the gallery
+GALLERY = ROOT / "examples" / "gallery"
+
+
+def load_docs_script(name: str) -> ModuleType:
+    """Import ``docs/scripts/<name>.py`` under its own name, as docs/conf.py does."""
+    spec = importlib.util.spec_from_file_location(name, DOCS / "scripts" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def conf_gallery() -> dict[str, object]:
+    """``sphinx_gallery_conf`` from docs/conf.py, its literal entries only."""
+    for statement in ast.parse((DOCS / "conf.py").read_text()).body:
+        if isinstance(statement, ast.Assign) and getattr(statement.targets[0], "id", None) == "sphinx_gallery_conf":
+            assert isinstance(statement.value, ast.Dict)
+            pairs = zip(statement.value.keys, statement.value.values, strict=True)
+            return {ast.literal_eval(k): ast.literal_eval(v) for k, v in pairs
+                    if k is not None and not isinstance(v, ast.Call)}
+    raise AssertionError("docs/conf.py has no sphinx_gallery_conf")
+
+
+def test_gallery_scripts_are_run_by_the_build_and_have_a_title():
+    conf = conf_gallery()
+    scripts = sorted(GALLERY.glob("*.py"))
+    assert scripts and (GALLERY / "README.rst").is_file()
+    assert conf["gallery_dirs"] == "auto_examples" and conf["abort_on_example_error"] is True
+    assert "gallery_budget.check_time_budget" in conf["reset_modules"] and conf["reset_modules_order"] == "both"
+    for script in scripts:
+        # sphinx-gallery runs the files whose path matches filename_pattern; the others it only shows.
+        assert re.search(str(conf["filename_pattern"]), f"/{script.name}"), f"{script.name} would not be run"
+        docstring = ast.get_docstring(ast.parse(script.read_text())) or ""
+        title, underline, *_ = [*docstring.splitlines(), "", ""]
+        assert title.strip() and set(underline) == {"="} and len(underline) >= len(title), \
+            f"{script.name}: the module docstring must start with a reST title"
+
+
+def test_gallery_time_budget_warns_only_past_its_budget(monkeypatch, caplog):
+    budget = load_docs_script("gallery_budget")
+    clock = iter([100.0, 100.0 + budget.SECONDS_PER_SCRIPT - 1, 200.0, 200.0 + budget.SECONDS_PER_SCRIPT + 5])
+    monkeypatch.setattr(budget.time, "perf_counter", lambda: next(clock))
+    with caplog.at_level("WARNING"):
+        budget.check_time_budget({}, None, when="before")  # entering a folder: no clock
+        budget.check_time_budget({}, "/x/plot_fast.py", when="before")
+        budget.check_time_budget({}, "/x/plot_fast.py", when="after")
+        assert not caplog.records
+        budget.check_time_budget({}, "/x/plot_slow.py", when="before")
+        budget.check_time_budget({}, "/x/plot_slow.py", when="after")
+    assert len(caplog.records) == 1 and "plot_slow.py took 35.0 s" in caplog.records[0].getMessage()
+
+
+def test_gallery_langevin_script_matches_the_exact_law():
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    try:
+        result = runpy.run_path(str(GALLERY / "plot_langevin_landscape.py"))
+    finally:
+        plt.close("all")
+    radius, angle = result["radius"], result["angle"]
+    assert result["trajectory"].shape == (61, 4000, 2)  # 600 steps kept every 10, and the start
+    # Fixed seed. 4000 chains: standard errors ~0.004 for the mean radius (std 0.25) and ~0.008
+    # for E[cos 3 theta]; the tolerances are about 4 of them (step-size bias is ~0.001 here).
+    # Measured: 2.035 against 2.031, and 0.592 against 0.596.
+    assert abs(float(radius.mean()) - result["exact_radius"]) < 0.02
+    assert abs(float(torch.cos(3 * angle).mean()) - result["exact_cos"]) < 0.03
+    assert abs(result["exact_cos"] - 0.5963) < 1e-3  # I1(1.5) / I0(1.5)
