@@ -195,3 +195,17 @@ def test_report_pictures_show_one_row_per_class(tmp_path):
         assert path.parent == tmp_path / "pictures" and mpimg.imread(path).shape[0] > 50
     with pytest.raises(ValueError, match="per_class"):
         save_report_pictures(result, tmp_path, per_class=0)
+
+
+@pytest.mark.parametrize("chain_steps_per_update", [1, 3 * 200, 10**9])
+def test_sampling_in_short_pieces_for_the_progress_bar_draws_the_same_chains(monkeypatch, chain_steps_per_update):
+    # Pieces of 1, 3 (then 1 to reach a snapshot) or 4 steps: the chains are Markov, so the same report.
+    import ebmlib.evaluation.report as module
+
+    reference = report(n_steps=10, n_snapshots=4)  # snapshots at steps 0, 4, 8, 10
+    monkeypatch.setattr(module, "_CHAIN_STEPS_PER_UPDATE", chain_steps_per_update)
+    pieces = report(n_steps=10, n_snapshots=4)
+    assert pieces.trajectory_steps == [0, 4, 8, 10]
+    torch.testing.assert_close(pieces.trajectory, reference.trajectory)
+    for name, x in reference.samples.items():
+        torch.testing.assert_close(pieces.samples[name], x)

@@ -8,7 +8,6 @@ import torch
 from torch import Tensor
 
 from ..models import ClassifierEnergy
-from ..samplers import energy_and_grad
 
 OOD_SCORES = ("energy", "max_softmax", "grad_norm")
 """Names of the scores of :func:`ood_scores`; higher means more in-distribution for each."""
@@ -81,11 +80,13 @@ def ood_scores(model: ClassifierEnergy, x: Tensor, batch_size: int = 500) -> dic
     """
     energy, max_softmax, grad_norm = [], [], []
     for chunk in x.split(batch_size):
-        with torch.no_grad():
-            logits = model.logits(chunk)
-        chunk_energy, grad = energy_and_grad(model, chunk)
-        energy.append(-chunk_energy)
-        max_softmax.append(torch.softmax(logits, dim=1).max(dim=1).values)
+        with torch.enable_grad():  # one forward and one backward pass give all three scores
+            leaf = chunk.detach().requires_grad_(True)
+            logits = model.logits(leaf)
+            chunk_energy = model.energy_from_logits(logits)
+            (grad,) = torch.autograd.grad(chunk_energy.sum(), leaf)
+        energy.append(-chunk_energy.detach())
+        max_softmax.append(torch.softmax(logits.detach(), dim=1).max(dim=1).values)
         grad_norm.append(-grad.flatten(1).norm(dim=1))
     return {"energy": torch.cat(energy), "max_softmax": torch.cat(max_softmax), "grad_norm": torch.cat(grad_norm)}
 

@@ -28,9 +28,11 @@ from .classification import accuracy, batched, expected_calibration_error
 from .ood import OOD_SCORES, OOD_TRANSFORMS, auroc, ood_scores
 from .pictures import save_chain_evolution, save_energy_histogram, save_sample_comparison
 from .sample_quality import FeatureClassifier, frechet_distance
-from .trajectories import chain_trajectory
 
 Transform = Callable[[Tensor, torch.Generator | None], Tensor]
+
+_CHAIN_STEPS_PER_UPDATE = 8192
+"""Chains times steps between two progress-bar updates of the report's sampling (a few seconds on a CPU)."""
 
 
 @dataclass
@@ -221,15 +223,20 @@ def evaluate_classifier_energy(
         def energy(x: Tensor) -> Tensor:
             return batched(model.energy, x, batch_size)
 
-        def run(x0: Tensor, y: Tensor | None) -> Tensor:
-            """Chains from x0 for n_steps, recorded every record_every steps, the bar advanced as they go."""
-            done = [0]
-
-            def advance(steps: int, x: Tensor) -> None:
-                bar.update(x.shape[0] * (steps - done[0]))
-                done[0] = steps
-
-            return chain_trajectory(sampler, model, x0, n_steps, record_every, y, generator, callback=advance)
+        def run(x: Tensor, y: Tensor | None, keep: Tensor | None = None) -> tuple[Tensor, list[Tensor]]:
+            """Chains from x for n_steps, in pieces short enough for the bar to move every few seconds;
+            with keep, the chains keep seen every record_every steps (the start first)."""
+            kept = [x[keep]] if keep is not None else []
+            piece = max(1, min(record_every, _CHAIN_STEPS_PER_UPDATE // x.shape[0]))
+            done = 0
+            while done < n_steps:
+                steps = min(piece, n_steps - done, record_every - done % record_every)
+                x = sampler.sample(model, x, n_steps=steps, y=y, generator=generator)
+                done += steps
+                bar.update(x.shape[0] * steps)
+                if keep is not None and (done % record_every == 0 or done == n_steps):
+                    kept.append(x[keep])
+            return x, kept
 
         bar.set_description("evaluation: classifying the test images")
         logits = batched(model.logits, test_images, batch_size)
@@ -272,19 +279,19 @@ def evaluate_classifier_energy(
         for name, initializer in starts.items():
             prefix = f"from_{name}"
             bar.set_description(f"evaluation: class-conditional chains {prefix}")
-            path = run(initializer(len(intended), intended, generator).to(dtype), intended)
+            keep = first_of_class if trajectory is None else None
+            conditional, kept = run(initializer(len(intended), intended, generator).to(dtype), intended, keep)
             if trajectory is None:
-                trajectory = path[:, first_of_class]
-            conditional = samples[f"{prefix}/conditional"] = path[-1]
+                trajectory = torch.stack(kept)
+            samples[f"{prefix}/conditional"] = conditional
             labels[f"{prefix}/conditional"] = intended
-            del path
             recognised = batched(judge, conditional, batch_size).argmax(dim=1) == intended
             metrics[f"{prefix}/conditional_recognition"] = recognised.to(dtype).mean()
             metrics[f"{prefix}/conditional_frechet_distance"] = frechet_distance(
                 test_features, batched(judge.features, conditional, batch_size))
 
             bar.set_description(f"evaluation: unconditional chains {prefix}")
-            samples[f"{prefix}/unconditional"] = run(initializer(n_samples, None, generator).to(dtype), None)[-1]
+            samples[f"{prefix}/unconditional"] = run(initializer(n_samples, None, generator).to(dtype), None)[0]
             judge_samples(prefix, samples[f"{prefix}/unconditional"])
 
         if buffer_samples is not None:
