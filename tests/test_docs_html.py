@@ -53,6 +53,9 @@ BAD_PAGES = {
                                    "from the network"),
     "missing_mathjax_file.html": (page(head='<script src="../_static/mathjax/gone.js"></script>', body=FORMULA),
                                   "is not in the build", "raw \\(...\\) LaTeX"),
+    "raw_literal.html": (page(body="<p>Must be finite (<code>x</code>) and\n``n_steps`` an integer.</p>"),
+                         "reST markup shown as text: ') and ``n_steps`` an integer.'"),
+    "raw_role.html": (page(body="<dd><p>See :class:`Sampler`.</p></dd>"), "reST markup shown as text"),
     "missing_image.html": (page(body='<img alt="x" src="../_images/nowhere.png">'), "is not in the build"),
 }
 
@@ -70,7 +73,9 @@ def built(tmp_path: Path) -> Path:
                 body=FORMULA + '<img src="../_images/figure.png"><img src="data:image/png;base64,AAAA">'
                 '<nav class="contents local this-will-duplicate-information-and-it-is-still-useful-here"></nav>'
                 '<div class="admonition error"><p>An author\'s own error admonition is content.</p></div>'
-                '<p>A link out is fine: <a href="https://pytorch.org">PyTorch</a>.</p>')
+                '<p>A link out is fine: <a href="https://pytorch.org">PyTorch</a>.</p>'
+                '<pre>reST in code is shown as written: ``x`` and :class:`y`</pre>'
+                '<p>Inline too: <code class="literal"><span>``x``</span></code> then text.</p>')
     (tmp_path / "pages" / "good.html").write_text(good)
     return tmp_path
 

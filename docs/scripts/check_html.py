@@ -12,6 +12,8 @@ Every ``*.html`` page under the folder is read (``_static`` left out) and these 
   contents in Furo-based documentation is unnecessary" box (furo shows the page's contents in
   its right sidebar); the class ``this-will-duplicate-information-and-it-is-still-useful-here``
   is furo's escape hatch and is accepted;
+- reST markup shown as text (double backquotes, or a role such as ``:class:`` followed by a
+  backquote, outside code): a docstring or page the parser did not read as intended;
 - formulas (``class="math"``) on a page that does not load MathJax from a file of the build:
   offline, or with the file missing, they show as raw ``\\(...\\)`` LaTeX;
 - scripts and stylesheets loaded from the network (``http://``, ``https://``, ``//``), such as
@@ -24,6 +26,7 @@ Only the standard library is used.
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -32,6 +35,12 @@ from urllib.parse import unquote, urlsplit
 
 FURO_ESCAPE_HATCH = "this-will-duplicate-information-and-it-is-still-useful-here"
 """The class furo accepts on a ``.. contents::`` block without drawing its error box over it."""
+
+RAW_MARKUP = re.compile(r"``|:[a-z]+(?::[a-z]+)?:`")
+"""reST that should have become markup: inline literals, and roles such as ``:class:`` + backquote."""
+
+CODE_TAGS = frozenset({"pre", "code", "kbd", "samp", "tt", "script", "style", "textarea"})
+"""Elements whose text is shown (or run) as written, so reST-looking text in them is fine."""
 
 
 @dataclass
@@ -42,6 +51,7 @@ class PageContents:
     problematic: int = 0
     tables_of_contents: int = 0
     formulas: int = 0
+    raw_markup: list[str] = field(default_factory=list)
     scripts: list[str] = field(default_factory=list)
     stylesheets: list[str] = field(default_factory=list)
     images: list[str] = field(default_factory=list)
@@ -53,6 +63,7 @@ class PageReader(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.page = PageContents()
+        self.open_code: list[str] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         attributes = {name: value or "" for name, value in attrs}
@@ -61,12 +72,23 @@ class PageReader(HTMLParser):
         self.page.problematic += "problematic" in classes
         self.page.tables_of_contents += "contents" in classes and FURO_ESCAPE_HATCH not in classes
         self.page.formulas += "math" in classes
+        if tag in CODE_TAGS:
+            self.open_code.append(tag)
         if tag == "script" and attributes.get("src"):
             self.page.scripts.append(attributes["src"])
         elif tag == "link" and "stylesheet" in attributes.get("rel", "").split() and attributes.get("href"):
             self.page.stylesheets.append(attributes["href"])
         elif tag == "img" and attributes.get("src"):
             self.page.images.append(attributes["src"])
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self.open_code:
+            while self.open_code.pop() != tag:
+                pass
+
+    def handle_data(self, data: str) -> None:
+        if not self.open_code and RAW_MARKUP.search(data):
+            self.page.raw_markup.append(" ".join(data.split())[:80])
 
 
 def is_remote(url: str) -> bool:
@@ -100,6 +122,8 @@ def check_page(page: Path, root: Path, found: PageContents | None = None) -> lis
         problems.append(f"{name}: {found.system_messages} docutils system message(s) shown in the page")
     if found.problematic:
         problems.append(f"{name}: {found.problematic} piece(s) of 'problematic' markup shown in red")
+    for text in found.raw_markup:
+        problems.append(f"{name}: reST markup shown as text: {text!r}")
     if found.tables_of_contents:
         problems.append(f"{name}: a '.. contents::' table of contents, which furo covers with a red ERROR box "
                         "(furo shows the page's contents in its sidebar; remove the directive)")
