@@ -297,3 +297,14 @@ def test_parallel_tempering_keeps_the_base_samplers_own_state():
 def test_parallel_tempering_bad_configuration_is_a_clear_error(make, error, message):
     with pytest.raises(error, match=message):
         make()
+
+
+# --------------------------------------------------------------------------------------- configuration
+def test_settings_show_in_repr_and_configuration():
+    assert "friction=0.5" in repr(UnderdampedLangevin(step_size=0.1, friction=0.5))
+    text = repr(AnnealedLangevin(step_size=0.1, noise_levels=[2.0, 1.0], steps_per_level=3))
+    assert "levels=(2.0, 1.0)" in text and "noise_conditional=True" in text and "n_steps=6" in text
+    configuration = dict(ParallelTempering(MALA(step_size=0.2), [1.0, 4.0]).configuration())
+    assert configuration["temperatures"] == (1.0, 4.0)
+    assert configuration["base_configuration"] == ("MALA", MALA(step_size=0.2).configuration())
+    hash(tuple(configuration.items()))  # a CUDA-graph cache key must be hashable

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_positive
+from .._checks import check_count, check_positive
 from .base import ChainState, Sampler, StepInfo, per_chain_norm
 
 
@@ -99,8 +99,9 @@ class AnnealedLangevin(Sampler):
     n_steps : int, optional
         Default number of steps for :meth:`sample`; default the whole schedule,
         :math:`L \times` ``steps_per_level``.
-    precision, compile_gradient, cuda_graph
-        The fast paths of :class:`~ebmlib.samplers.Sampler`.
+    precision, compile_gradient, cuda_graph, check_finite
+        The fast paths and the finiteness check of :class:`~ebmlib.samplers.Sampler`
+        (``"bf16"`` is valid: the update uses gradients only).
 
     Examples
     --------
@@ -119,6 +120,8 @@ class AnnealedLangevin(Sampler):
     (3.0, 0.1)
     """
 
+    settings = ("step_size", "levels", "noise_conditional", "steps_per_level", "n_steps")
+
     def __init__(
         self,
         step_size: float,
@@ -130,6 +133,7 @@ class AnnealedLangevin(Sampler):
         precision: str = "full",
         compile_gradient: bool = False,
         cuda_graph: bool = False,
+        check_finite: bool = False,
     ) -> None:
         if (temperatures is None) == (noise_levels is None):
             raise ValueError("give exactly one of temperatures and noise_levels, got "
@@ -137,17 +141,16 @@ class AnnealedLangevin(Sampler):
         name, given = ("temperatures", temperatures) if temperatures is not None else ("noise_levels", noise_levels)
         levels = [float(v) for v in given or ()]
         increasing = any(a < b for a, b in zip(levels, levels[1:], strict=False))
-        if not levels or any(not v > 0 for v in levels) or increasing:
-            raise ValueError(f"{name} must be a non-empty, non-increasing sequence of positive numbers, got {levels}")
-        if steps_per_level < 1:
-            raise ValueError(f"steps_per_level must be a positive integer, got {steps_per_level}")
+        if not levels or any(not 0 < v < math.inf for v in levels) or increasing:
+            raise ValueError(f"{name} must be a non-empty, non-increasing sequence of finite positive numbers, "
+                             f"got {levels}")
+        steps_per_level = check_count(steps_per_level, "steps_per_level")
         super().__init__(len(levels) * steps_per_level if n_steps is None else n_steps, precision=precision,
-                         compile_gradient=compile_gradient, cuda_graph=cuda_graph)
-        check_positive(step_size, "step_size")
-        self.step_size = step_size
+                         compile_gradient=compile_gradient, cuda_graph=cuda_graph, check_finite=check_finite)
+        self.step_size = step_size = check_positive(step_size, "step_size")
         self.steps_per_level = steps_per_level
         self.noise_conditional = noise_levels is not None
-        self.levels = levels
+        self.levels = tuple(levels)
         if self.noise_conditional:
             drift = [step_size * (sigma / levels[-1]) ** 2 for sigma in levels]
             noise = [math.sqrt(2.0 * eta) for eta in drift]
@@ -186,8 +189,3 @@ class AnnealedLangevin(Sampler):
     def level_at(self, step_index: Tensor) -> Tensor:
         """Index (0-based, int64 tensor) of the level that step ``step_index`` runs at."""
         return torch.clamp(step_index // self.steps_per_level, max=len(self.levels) - 1)
-
-    def extra_repr(self) -> str:
-        kind = "noise_levels" if self.noise_conditional else "temperatures"
-        return (f"step_size={self.step_size}, {kind}={self.levels}, steps_per_level={self.steps_per_level}, "
-                f"n_steps={self.n_steps}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -184,6 +185,14 @@ class ParallelTempering(Sampler):
         :math:`T_1 = 1`. See :func:`geometric_temperatures`.
     n_steps : int
         Default number of steps for :meth:`sample`.
+    cuda_graph, check_finite : bool
+        The CUDA-graph fast path (valid when the base sampler reads no values on
+        the host) and the finiteness check of :class:`~ebmlib.samplers.Sampler`.
+    precision : {"full"}
+        Only ``"full"``: the swap test compares energies. Set ``precision`` on
+        the base sampler instead (it computes every energy and gradient).
+    compile_gradient : bool
+        Only ``False``; see ``base``.
 
     Examples
     --------
@@ -208,19 +217,34 @@ class ParallelTempering(Sampler):
     (torch.Size([2]), torch.Size([400]))
     """
 
-    def __init__(self, base: Sampler, temperatures: Sequence[float], n_steps: int = 20) -> None:
-        super().__init__(n_steps)
+    settings = ("temperatures", "base_configuration", "n_steps")
+    precisions = ("full",)
+
+    def __init__(
+        self,
+        base: Sampler,
+        temperatures: Sequence[float],
+        n_steps: int = 20,
+        *,
+        precision: str = "full",
+        compile_gradient: bool = False,
+        cuda_graph: bool = False,
+        check_finite: bool = False,
+    ) -> None:
+        super().__init__(n_steps, precision=precision, compile_gradient=compile_gradient, cuda_graph=cuda_graph,
+                         check_finite=check_finite)
         if not isinstance(base, Sampler):
             raise TypeError(f"base must be an ebmlib Sampler, got {type(base).__name__}")
-        if base.compile_gradient:
+        if compile_gradient or base.compile_gradient:
             raise ValueError("ParallelTempering runs its base sampler on a tempered wrapper of the model, which "
-                             "compile_gradient would recompile every step; give a base without compile_gradient")
+                             "compile_gradient would recompile every step; leave compile_gradient off on both")
         temperatures = [float(t) for t in temperatures]
         increasing = all(a < b for a, b in zip(temperatures, temperatures[1:], strict=False))
-        if len(temperatures) < 2 or not temperatures[0] > 0 or not increasing:
-            raise ValueError(f"temperatures must be at least two increasing positive numbers, got {temperatures}")
+        if len(temperatures) < 2 or not 0 < temperatures[0] or not temperatures[-1] < math.inf or not increasing:
+            raise ValueError(f"temperatures must be at least two increasing finite positive numbers, "
+                             f"got {temperatures}")
         self.base = base
-        self.temperatures = temperatures
+        self.temperatures = tuple(temperatures)
         self.register_buffer("inverse_temperatures", 1.0 / torch.tensor(temperatures, dtype=torch.float64))
         self.inverse_temperatures: Tensor
 
@@ -305,5 +329,7 @@ class ParallelTempering(Sampler):
             acceptance[low] = alpha
         return replica_of_rank, acceptance
 
-    def extra_repr(self) -> str:
-        return f"temperatures={self.temperatures}, n_steps={self.n_steps}"
+    @property
+    def base_configuration(self) -> tuple[str, tuple[tuple[str, Any], ...]]:
+        """The base sampler's class name and :meth:`~ebmlib.samplers.Sampler.configuration`."""
+        return type(self.base).__name__, self.base.configuration()

@@ -81,8 +81,9 @@ class UnderdampedLangevin(Sampler):
         :math:`\gamma > 0`.
     n_steps : int
         Default number of steps for :meth:`sample`.
-    precision, compile_gradient, cuda_graph
-        The fast paths of :class:`~ebmlib.samplers.Sampler`.
+    precision, compile_gradient, cuda_graph, check_finite
+        The fast paths and the finiteness check of :class:`~ebmlib.samplers.Sampler`
+        (``"bf16"`` is valid: the update uses gradients only).
 
     Examples
     --------
@@ -100,6 +101,8 @@ class UnderdampedLangevin(Sampler):
     (torch.Size([3, 2]), torch.Size([3]))
     """
 
+    settings = ("step_size", "friction", "n_steps")
+
     def __init__(
         self,
         step_size: float,
@@ -109,12 +112,12 @@ class UnderdampedLangevin(Sampler):
         precision: str = "full",
         compile_gradient: bool = False,
         cuda_graph: bool = False,
+        check_finite: bool = False,
     ) -> None:
-        super().__init__(n_steps, precision=precision, compile_gradient=compile_gradient, cuda_graph=cuda_graph)
-        check_positive(step_size, "step_size")
-        check_positive(friction, "friction")
-        self.step_size = step_size
-        self.friction = friction
+        super().__init__(n_steps, precision=precision, compile_gradient=compile_gradient, cuda_graph=cuda_graph,
+                         check_finite=check_finite)
+        self.step_size = check_positive(step_size, "step_size")
+        self.friction = check_positive(friction, "friction")
 
     def step(
         self,
@@ -138,9 +141,3 @@ class UnderdampedLangevin(Sampler):
         new_energy, new_grad = self.energy_and_grad(model, x_new, y)
         v = v - half * new_grad
         return KineticState(x_new, new_energy, new_grad, v), StepInfo(energy, per_chain_norm(grad))
-
-    def extra_repr(self) -> str:
-        return (
-            f"step_size={self.step_size}, friction={self.friction}, n_steps={self.n_steps}, "
-            f"precision={self.precision!r}, compile_gradient={self.compile_gradient}, cuda_graph={self.cuda_graph}"
-        )
