@@ -138,7 +138,8 @@ def save_chain_evolution(
     Parameters
     ----------
     trajectory : Tensor, shape ``(T, B, C, H, W)``
-        Snapshots of ``B`` chains, the start first (as :func:`~ebmlib.evaluation.chain_trajectory` returns).
+        Snapshots of ``B`` chains, the start first (as
+        :func:`~ebmlib.evaluation.trajectories.chain_trajectory` returns).
     path : path-like
     steps : sequence of int, optional
         The step of each snapshot, shown above its column (length ``T``).

@@ -41,24 +41,26 @@ class ClassifierEnergyReport:
 
     Attributes
     ----------
-    metrics : dict of str to float
-        Flat names, ready for ``json.dump`` (see :func:`evaluate_classifier_energy`).
-    samples : dict of str to Tensor
-        ``"<set>/conditional"`` and ``"<set>/unconditional"`` final chains,
-        ``(n, *event_shape)``, for every start ``<set>`` (``from_noise``, ...), and
+    metrics : dict
+        Metric name -> value (a float), flat names ready for ``json.dump``
+        (listed in :func:`evaluate_classifier_energy`).
+    samples : dict
+        Set name -> final chains ``(n, *event_shape)``: ``"<set>/conditional"`` and
+        ``"<set>/unconditional"`` for every start ``<set>`` (``from_noise``, ...), and
         ``"buffer"`` (the replay buffer's chains, when given).
-    labels : dict of str to Tensor
-        The intended class of each conditional sample (``"<set>/conditional"``)
-        and of each buffer chain (``"buffer"``), int64 ``(n,)``.
+    labels : dict
+        Set name -> int64 ``(n,)``: the intended class of each conditional sample
+        (``"<set>/conditional"``) and of each buffer chain (``"buffer"``).
     trajectory : Tensor, shape ``(T, n_classes, *event_shape)``
         One class-conditional chain per class from uniform noise, seen at ``trajectory_steps``.
     trajectory_steps : list of int
         The step of each snapshot, ``0`` (the noise) first.
     trajectory_set : str
         The set whose conditional chains the trajectory follows (``"from_noise"`` by default).
-    energies : dict of str to Tensor
-        :math:`E(x)` ``(n,)`` of the test images, each OOD set, the unconditional
-        samples of each start and the buffer's chains (for :func:`save_energy_histogram`).
+    energies : dict
+        Set name -> :math:`E(x)` ``(n,)`` of the test images, each OOD set, the
+        unconditional samples of each start and the buffer's chains (for
+        :func:`~ebmlib.evaluation.pictures.save_energy_histogram`).
 
     Examples
     --------
@@ -103,7 +105,7 @@ def evaluate_classifier_energy(
     - ``test_accuracy``, ``test_expected_calibration_error`` (15 bins) and the
       judge's own ``judge_test_accuracy``;
     - ``ood_auroc/<set>/<score>``: AUROC of each score of
-      :func:`~ebmlib.evaluation.ood_scores` (``energy``, ``max_softmax``,
+      :func:`~ebmlib.evaluation.ood.ood_scores` (``energy``, ``max_softmax``,
       ``grad_norm``) for test images against each OOD set (default: uniform
       noise, inverted and flipped images), on the first ``max_ood_images`` test images;
     - for every start ``<name>`` in ``starts`` (default ``noise``: :math:`U(-1, 1)`), with
@@ -122,7 +124,8 @@ def evaluate_classifier_energy(
     - ``buffer/...``: the same for the replay buffer's chains (recognition by
       their slots' classes, Fréchet distance of up to ``n_samples`` of them);
     - ``<set>/mean_energy`` for every set above, the test images and the OOD
-      sets, and ``max_abs_energy`` over all of them (a diverged model shows here).
+      sets, and ``max_abs_energy`` over all of them (a diverged model shows here);
+    - ``evaluation_seconds``: the report's own wall time.
 
     The class-conditional chains from the first start also give the report's
     trajectory: one chain per class, seen at ``n_snapshots`` evenly spaced steps.
@@ -141,7 +144,7 @@ def evaluate_classifier_energy(
     test_labels : Tensor of int64, shape ``(N,)``
     judge : FeatureClassifier
         An independent classifier: ``judge(x)`` -> logits and ``judge.features(x)``
-        -> ``(B, D)`` features, e.g. from :func:`~ebmlib.evaluation.train_feature_classifier`
+        -> ``(B, D)`` features, e.g. from :func:`~ebmlib.evaluation.sample_quality.train_feature_classifier`
         (any module with both methods will do).
     starts : mapping of str to Initializer, optional
         Where chains start; default ``{"noise": UniformInit(event_shape, -1, 1)}``.
@@ -157,7 +160,7 @@ def evaluate_classifier_energy(
     n_snapshots : int
         Snapshots in the trajectory, the start and the end included (``>= 2``).
     ood_transforms : mapping, optional
-        Name -> ``f(x, generator)`` making an OOD set; default :data:`~ebmlib.evaluation.OOD_TRANSFORMS`.
+        Name -> ``f(x, generator)`` making an OOD set; default :data:`~ebmlib.evaluation.ood.OOD_TRANSFORMS`.
     max_ood_images : int, optional
         Test images used for the OOD scores (``None``: all).
     generator : torch.Generator, optional
