@@ -9,6 +9,7 @@ of an independent classifier, class recognition), :mod:`~ebmlib.evaluation.mmd`,
 :mod:`~ebmlib.evaluation.report` runs them all on a classifier energy (JEM).
 """
 
+from .ais import AISResult, AnnealedEnergy, annealed_importance_sampling
 from .calibration import TemperatureScaled, fit_temperature
 from .classification import accuracy, batched, expected_calibration_error
 from .mcmc_diagnostics import effective_sample_size, split_r_hat
@@ -37,6 +38,7 @@ from .trajectories import chain_trajectory
 __all__ = [
     "mmd",
     "effective_sample_size", "split_r_hat", "kernel_stein_discrepancy", "fit_temperature", "TemperatureScaled",
+    "annealed_importance_sampling", "AISResult", "AnnealedEnergy",
     "accuracy", "expected_calibration_error", "batched",
     "auroc", "ood_scores", "ood_auroc", "OOD_SCORES", "OOD_TRANSFORMS", "uniform_noise", "flipped", "inverted",
     "frechet_distance", "feature_frechet_distance", "FeatureClassifier", "train_feature_classifier",
