@@ -6,11 +6,11 @@ from .base import ChainState, Sampler, StepInfo, energy_and_grad
 from .hmc import HMC
 from .langevin import Langevin
 from .mala import MALA
-from .metropolis import metropolis_accept
+from .metropolis import metropolis_accept, metropolis_test
 from .parallel_tempering import ParallelTempering, TemperedEnergy, TemperedState, geometric_temperatures
 from .underdamped_langevin import KineticState, UnderdampedLangevin
 
-__all__ = ["Sampler", "ChainState", "StepInfo", "energy_and_grad", "metropolis_accept", "Langevin", "MALA", "HMC",
-           "PRECISIONS",
+__all__ = ["Sampler", "ChainState", "StepInfo", "energy_and_grad", "metropolis_accept", "metropolis_test",
+           "Langevin", "MALA", "HMC", "PRECISIONS",
            "AnnealedLangevin", "AnnealedState", "UnderdampedLangevin", "KineticState",
            "ParallelTempering", "TemperedState", "TemperedEnergy", "geometric_temperatures"]

@@ -410,7 +410,13 @@ class Sampler(nn.Module, ABC):
 
 
 def count_nonfinite_chains(state: ChainState) -> Tensor:
-    """How many chains have a NaN or Inf position, energy or gradient: an int64 count, shape ``()``, on the device.
+    """How many chains hold a NaN or Inf: an int64 count, shape ``()``, on the chains' device.
+
+    Every floating tensor the state carries is looked at: position, energy,
+    gradient, and what a subclass of :class:`ChainState` adds (velocities,
+    replicas, ...), nested states included. A tensor with one row per chain
+    flags its own chains; any other (per-replica, per-level) flags every chain
+    when it holds a non-finite value.
 
     Examples
     --------
@@ -419,17 +425,27 @@ def count_nonfinite_chains(state: ChainState) -> Tensor:
     tensor(1)
     """
     n_chains = state.position.shape[0]
-
-    def broken(t: Tensor) -> Tensor:
+    flags = torch.zeros(n_chains, dtype=torch.bool, device=state.position.device)
+    for t in carried_tensors(state):
+        if not t.is_floating_point():
+            continue
         if t.dim() >= 1 and t.shape[0] == n_chains:
-            return ~torch.isfinite(t.reshape(n_chains, -1)).all(1)
-        return (~torch.isfinite(t).all()).expand(n_chains)  # not one row per chain: all or none
-
-    flags = broken(state.position)
-    for t in (state.energy, state.grad):
-        if t is not None:
-            flags = flags | broken(t)
+            flags = flags | ~torch.isfinite(t.reshape(n_chains, -1)).all(1)
+        else:
+            flags = flags | ~torch.isfinite(t).all()
     return flags.sum()
+
+
+def carried_tensors(state: ChainState) -> list[Tensor]:
+    """The tensors of a state's fields and of the attributes a subclass adds, nested states unpacked."""
+    values = [*state, *getattr(state, "__dict__", {}).values()]
+    found: list[Tensor] = []
+    for value in values:
+        if isinstance(value, ChainState):
+            found += carried_tensors(value)
+        elif isinstance(value, Tensor):
+            found.append(value)
+    return found
 
 
 def stack_diagnostics(infos: list[StepInfo], x: Tensor) -> dict[str, Tensor]:

@@ -1,4 +1,4 @@
-"""The Metropolis-Hastings accept/reject test shared by MALA and HMC."""
+"""The Metropolis-Hastings accept/reject test shared by MALA and HMC (and by any sampler with such a test)."""
 
 from __future__ import annotations
 
@@ -29,6 +29,37 @@ def select(accept: Tensor, new: Tensor, old: Tensor) -> Tensor:
     return torch.where(accept.view(-1, *([1] * (new.dim() - 1))), new, old)
 
 
+def metropolis_test(log_ratio: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    r"""Accept each entry with probability :math:`\alpha = \min(1, e^{\log r})`.
+
+    One uniform draw per entry decides, :math:`u < \alpha`. A NaN ratio (from a
+    non-finite energy) counts as :math:`\alpha = 0`, a rejection.
+
+    Parameters
+    ----------
+    log_ratio : Tensor, any shape
+        Log Metropolis-Hastings ratios :math:`\log r`.
+    generator : torch.Generator, optional
+        Source of the uniform draws; on ``log_ratio``'s device.
+
+    Returns
+    -------
+    accept : Tensor of bool, shape of ``log_ratio``
+    acceptance : Tensor, shape of ``log_ratio``
+        :math:`\alpha` (the expected acceptance, a smoother diagnostic than the outcome).
+
+    Examples
+    --------
+    >>> import torch
+    >>> accept, acceptance = metropolis_test(torch.tensor([0.0, -float("inf"), float("nan")]))
+    >>> accept, acceptance
+    (tensor([ True, False, False]), tensor([1., 0., 0.]))
+    """
+    acceptance = log_ratio.clamp(max=0.0).exp().nan_to_num(0.0)
+    uniform = torch.rand(log_ratio.shape, generator=generator, device=log_ratio.device, dtype=log_ratio.dtype)
+    return uniform < acceptance, acceptance
+
+
 def metropolis_accept(
     current: ChainState, proposal: ChainState, log_ratio: Tensor, generator: torch.Generator | None = None
 ) -> tuple[ChainState, Tensor]:
@@ -37,7 +68,8 @@ def metropolis_accept(
     ``log_ratio`` is the log Metropolis-Hastings ratio of each chain,
     :math:`\log r = \log \pi(x') + \log q(x \mid x') - \log \pi(x) - \log q(x' \mid x)`.
     A NaN ratio (a non-finite energy at the proposal) counts as :math:`\alpha = 0`:
-    the proposal is rejected. One uniform draw per chain decides, :math:`u < \alpha`.
+    the proposal is rejected. One uniform draw per chain decides, :math:`u < \alpha`
+    (:func:`metropolis_test`).
 
     Parameters
     ----------
@@ -66,12 +98,9 @@ def metropolis_accept(
     """
     if current.energy is None or current.grad is None or proposal.energy is None or proposal.grad is None:
         raise ValueError("metropolis_accept needs the energy and gradient of both the current and the proposed state")
-    x = current.position
-    acceptance = log_ratio.clamp(max=0.0).exp().nan_to_num(0.0)
-    uniform = torch.rand(log_ratio.shape, generator=generator, device=x.device, dtype=x.dtype)
-    accept = uniform < acceptance
+    accept, acceptance = metropolis_test(log_ratio, generator)
     state = ChainState(
-        select(accept, proposal.position, x),
+        select(accept, proposal.position, current.position),
         select(accept, proposal.energy, current.energy),
         select(accept, proposal.grad, current.grad),
     )

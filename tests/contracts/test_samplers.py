@@ -1,24 +1,90 @@
-"""Contract suite: every sampler honours the same interface and guarantees."""
+"""Contract suite: every sampler honours the same interface and guarantees.
+
+The suite finds the samplers itself: every concrete :class:`~ebmlib.samplers.Sampler`
+subclass that ``ebmlib.samplers`` or ``ebmlib`` exports, and every one defined in
+``ebmlib`` (which must be exported), runs through every test here with each of its
+example configurations in ``EXAMPLES``. A new sampler without an example fails
+``test_every_sampler_has_an_example_configuration``.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import pytest
 import torch
 
-from ebmlib.samplers import HMC, MALA, ChainState, Langevin, Sampler
+import ebmlib
+import ebmlib.samplers
+from ebmlib.samplers import (
+    HMC,
+    MALA,
+    AnnealedLangevin,
+    ChainState,
+    Langevin,
+    ParallelTempering,
+    Sampler,
+    UnderdampedLangevin,
+)
+from tests.contracts.discovery import concrete_subclasses, exported, library_implementations
 from tests.energies import gaussian_2d, tiny_classifier
 
-SAMPLERS = {
-    "langevin": lambda: Langevin(step_size=0.01, n_steps=4),
-    "langevin_sgld_knobs": lambda: Langevin(step_size=1.0, noise_std=0.01, n_steps=4, grad_clip=0.03, clamp=(-1, 1)),
-    "mala": lambda: MALA(step_size=0.05, n_steps=4),
-    "hmc": lambda: HMC(step_size=0.05, n_leapfrog=3, n_steps=4),
+EXAMPLES: dict[type[Sampler], dict[str, Callable[[], Sampler]]] = {
+    Langevin: {
+        "langevin": lambda: Langevin(step_size=0.01, n_steps=4),
+        "langevin_sgld_knobs": lambda: Langevin(step_size=1.0, noise_std=0.01, n_steps=4, grad_clip=0.03,
+                                                clamp=(-1, 1)),
+    },
+    MALA: {"mala": lambda: MALA(step_size=0.05, n_steps=4)},
+    HMC: {"hmc": lambda: HMC(step_size=0.05, n_leapfrog=3, n_steps=4)},
+    AnnealedLangevin: {
+        "annealed_langevin": lambda: AnnealedLangevin(step_size=0.01, temperatures=[4.0, 1.0], steps_per_level=2),
+    },
+    UnderdampedLangevin: {"underdamped_langevin": lambda: UnderdampedLangevin(step_size=0.05, n_steps=4)},
+    ParallelTempering: {
+        "parallel_tempering": lambda: ParallelTempering(MALA(step_size=0.05), temperatures=[1.0, 3.0], n_steps=4),
+    },
 }
+"""Example configurations of every sampler class, each with ``n_steps=4``."""
 
 
-@pytest.fixture(params=sorted(SAMPLERS))
+SAMPLER_CLASSES = sorted(library_implementations(Sampler, ebmlib.samplers, ebmlib), key=lambda cls: cls.__name__)
+CASES = {name: make for cls in SAMPLER_CLASSES for name, make in EXAMPLES.get(cls, {}).items()}
+
+
+def missing_examples(classes: list[type]) -> list[str]:
+    return sorted(cls.__name__ for cls in classes if not EXAMPLES.get(cls))
+
+
+def test_every_sampler_has_an_example_configuration():
+    missing = missing_examples(SAMPLER_CLASSES)
+    assert not missing, f"add example configurations of {missing} to EXAMPLES in tests/contracts/test_samplers.py"
+    for cls, examples in EXAMPLES.items():
+        assert all(type(make()) is cls for make in examples.values()), f"an example of {cls.__name__} is another class"
+
+
+def test_every_library_sampler_is_exported():
+    hidden = set(SAMPLER_CLASSES) - exported(Sampler, ebmlib.samplers)
+    assert not hidden, f"{sorted(c.__name__ for c in hidden)} are Samplers in ebmlib but not in ebmlib.samplers.__all__"
+
+
+def test_discovery_finds_the_known_samplers_and_a_new_one():
+    assert {Langevin, MALA, HMC, AnnealedLangevin, UnderdampedLangevin, ParallelTempering} <= set(SAMPLER_CLASSES)
+
+    class Brand(Sampler):  # a subclass defined outside ebmlib (here, in a test) is not the library's
+        def step(self, model, state, y=None, generator=None):  # pragma: no cover - never run
+            raise NotImplementedError
+
+    assert Brand in concrete_subclasses(Sampler)
+    assert Brand not in library_implementations(Sampler, ebmlib.samplers, ebmlib)
+    Brand.__module__ = "ebmlib.samplers.brand"  # as if added to the library: found, and flagged without an example
+    found = library_implementations(Sampler, ebmlib.samplers, ebmlib)
+    assert Brand in found and missing_examples(sorted(found, key=lambda cls: cls.__name__)) == ["Brand"]
+
+
+@pytest.fixture(params=sorted(CASES))
 def make_sampler(request):
-    return SAMPLERS[request.param]
+    return CASES[request.param]
 
 
 def test_is_a_sampler_with_default_steps(make_sampler):
@@ -151,3 +217,64 @@ def test_metropolis_samplers_report_acceptance(sampler):
     rate = diagnostics["acceptance_rate"]
     assert rate.shape == (5,) and bool(((rate >= 0) & (rate <= 1)).all())
     assert float(rate.mean()) > 0.3  # moderate steps on a smooth Gaussian are mostly accepted
+
+
+def test_configuration_declares_every_setting(make_sampler):
+    # The CUDA-graph cache key and the repr come from the declared `settings`, never from vars(sampler);
+    # here (and only here) reflection checks that the declaration misses no plain setting of the instance.
+    sampler = make_sampler()
+    plain = (bool, int, float, str, tuple, list, type(None))
+    attributes = {name for name, value in vars(sampler).items()
+                  if not name.startswith("_") and name != "training" and isinstance(value, plain)}  # nn.Module's mode
+    declared = {name for name, _ in sampler.configuration()}
+    assert "settings" in vars(type(sampler)), f"{type(sampler).__name__} must declare its own settings"
+    assert attributes <= declared, f"{type(sampler).__name__}.settings misses {sorted(attributes - declared)}"
+    hash(sampler.configuration())
+
+
+class NaNEnergy(torch.nn.Module):
+    """A broken energy model: NaN energies (and gradients) everywhere."""
+
+    def forward(self, x, y=None):
+        return x.flatten(1).sum(1) * float("nan")
+
+
+def test_check_finite_names_the_model_that_returned_nan(make_sampler):
+    sampler = make_sampler()
+    sampler.check_finite = True
+    with pytest.raises(FloatingPointError, match=rf"{type(sampler).__name__}\.sample: 4 of 4 chains hold NaN or Inf "
+                                                 r"after 4 steps; the energy model NaNEnergy returned non-finite"):
+        sampler.sample(NaNEnergy(), torch.zeros(4, 2), generator=torch.Generator().manual_seed(0))
+    sampler.check_finite = False  # off (the default): no check
+    sampler.sample(NaNEnergy(), torch.zeros(4, 2), generator=torch.Generator().manual_seed(0))
+
+
+VALUE_READS = ["item", "tolist", "cpu", "numpy", "__bool__", "__int__", "__float__", "__index__"]
+
+
+@pytest.mark.parametrize("check_finite, reads", [(False, 0), (True, 1)])
+def test_check_finite_reads_one_value_per_call_never_per_step(make_sampler, monkeypatch, check_finite, reads):
+    import sys
+    from pathlib import Path
+
+    import ebmlib._checks
+
+    checks_file = Path(ebmlib._checks.__file__).resolve()  # its CPU-only input checks are not the sampler's
+    made: list[str] = []
+
+    def counting(name):
+        original = getattr(torch.Tensor, name)
+
+        def read(tensor, *args, **kwargs):
+            if Path(sys._getframe(1).f_code.co_filename).resolve() != checks_file:
+                made.append(name)
+            return original(tensor, *args, **kwargs)
+        return read
+
+    sampler = make_sampler()
+    sampler.check_finite = check_finite
+    model, x0 = gaussian_2d(), torch.zeros(6, 2)
+    for name in VALUE_READS:
+        monkeypatch.setattr(torch.Tensor, name, counting(name))
+    sampler.sample(model, x0, n_steps=4, generator=torch.Generator().manual_seed(0))
+    assert len(made) == reads, made
