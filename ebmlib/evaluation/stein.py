@@ -64,7 +64,6 @@ def kernel_stein_discrepancy(
     Samples of the standard normal score lower than the same samples shifted by 1:
 
     >>> import torch
-    >>> from ebmlib.models import NetworkEnergy
     >>> class StandardNormal(torch.nn.Module):
     ...     def forward(self, x):
     ...         return 0.5 * x.pow(2).sum(dim=1)
