@@ -7,6 +7,10 @@ of an independent classifier, class recognition), :mod:`~ebmlib.evaluation.mmd`,
 :mod:`~ebmlib.evaluation.trajectories` (chains seen every few steps) and
 :mod:`~ebmlib.evaluation.pictures` (image grids, chains from noise, energy histograms, training curves);
 :mod:`~ebmlib.evaluation.report` runs them all on a classifier energy (JEM).
+For samplers and energies: :mod:`~ebmlib.evaluation.mcmc_diagnostics` (per-chain ESS,
+split-R-hat), :mod:`~ebmlib.evaluation.stein` (kernel Stein discrepancy),
+:mod:`~ebmlib.evaluation.ais` (log Z by annealed importance sampling) and
+:mod:`~ebmlib.evaluation.calibration` (temperature scaling).
 """
 
 from .ais import AISResult, AnnealedEnergy, annealed_importance_sampling

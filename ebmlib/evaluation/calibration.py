@@ -126,6 +126,11 @@ class TemperatureScaled(ClassifierEnergy):
         super().__init__(classifier.network, classifier.n_classes)
         self.register_buffer("temperature", torch.tensor(value))
 
+    def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        """The tempered energy :math:`E(x)` or :math:`E(x, y)`, shape ``(B,)``, checked by
+        :func:`~ebmlib.models.check_energy`."""
+        return super().forward(x, y)
+
     def logits(self, x: Tensor) -> Tensor:
         """The network's logits divided by the temperature, shape ``(B, n_classes)``."""
         return super().logits(x) / self.temperature.to(x.dtype)
