@@ -15,14 +15,14 @@ from .buffers import ClassGaussianInit, GaussianInit, ReplayBuffer, UniformInit
 from .losses import ContrastiveDivergence, CrossEntropy, EnergyBatch, EnergyRegularization, Loss, WeightedSum
 from .models import ClassifierEnergy, EnergyModel, NetworkEnergy
 from .recipes import EBM, JEM, jem_loss
-from .samplers import HMC, MALA, AnnealedLangevin, Langevin, ParallelTempering, Sampler, UnderdampedLangevin
+from .samplers import HMC, MALA, NUTS, AnnealedLangevin, Langevin, ParallelTempering, Sampler, UnderdampedLangevin
 from .training import Trainer
 
 __version__ = "0.1.0"
 
 __all__ = [
     "EnergyModel", "ClassifierEnergy", "NetworkEnergy",
-    "Sampler", "Langevin", "MALA", "HMC", "AnnealedLangevin", "UnderdampedLangevin", "ParallelTempering",
+    "Sampler", "Langevin", "MALA", "HMC", "AnnealedLangevin", "UnderdampedLangevin", "ParallelTempering", "NUTS",
     "ReplayBuffer", "UniformInit", "GaussianInit", "ClassGaussianInit",
     "Loss", "EnergyBatch", "ContrastiveDivergence", "EnergyRegularization", "CrossEntropy", "WeightedSum",
     "EBM", "JEM", "jem_loss", "Trainer",

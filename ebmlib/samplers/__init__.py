@@ -7,10 +7,11 @@ from .hmc import HMC
 from .langevin import Langevin
 from .mala import MALA
 from .metropolis import metropolis_accept, metropolis_test
+from .nuts import NUTS, NUTSInfo
 from .parallel_tempering import ParallelTempering, TemperedEnergy, TemperedState, geometric_temperatures
 from .underdamped_langevin import KineticState, UnderdampedLangevin
 
 __all__ = ["Sampler", "ChainState", "StepInfo", "energy_and_grad", "metropolis_accept", "metropolis_test",
            "Langevin", "MALA", "HMC", "PRECISIONS",
            "AnnealedLangevin", "AnnealedState", "UnderdampedLangevin", "KineticState",
-           "ParallelTempering", "TemperedState", "TemperedEnergy", "geometric_temperatures"]
+           "ParallelTempering", "TemperedState", "TemperedEnergy", "geometric_temperatures", "NUTS", "NUTSInfo"]

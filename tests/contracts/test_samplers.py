@@ -19,6 +19,7 @@ import ebmlib.samplers
 from ebmlib.samplers import (
     HMC,
     MALA,
+    NUTS,
     AnnealedLangevin,
     ChainState,
     Langevin,
@@ -44,6 +45,9 @@ EXAMPLES: dict[type[Sampler], dict[str, Callable[[], Sampler]]] = {
     ParallelTempering: {
         "parallel_tempering": lambda: ParallelTempering(MALA(step_size=0.05), temperatures=[1.0, 3.0], n_steps=4),
     },
+    # NUTS default early_exit=True reads one boolean per tree doubling, by design (documented, and pinned down in
+    # tests/test_samplers_reference.py); the contract runs the configuration that reads nothing.
+    NUTS: {"nuts": lambda: NUTS(step_size=0.5, max_tree_depth=3, early_exit=False, n_steps=4)},
 }
 """Example configurations of every sampler class, each with ``n_steps=4``."""
 
