@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from ..models.base import check_energy
 from .base import ChainState, Sampler, StepInfo, per_chain_norm
+from .metropolis import metropolis_test
 
 
 def geometric_temperatures(max_temperature: float, n_temperatures: int) -> list[float]:
@@ -159,8 +160,9 @@ class ParallelTempering(Sampler):
         \alpha_k = \min\Big(1, \exp\big((\beta_k - \beta_{k+1})
                      (E(x_k) - E(x_{k+1}))\big)\Big),
 
-    and then advances every replica by one step of the base sampler on the
-    tempered energy :math:`\beta_k E`. A swap exchanges the temperatures of the
+    (:func:`~ebmlib.samplers.metropolis_test` decides), and then advances every
+    replica by one step of the base sampler on the tempered energy
+    :math:`\beta_k E`. A swap exchanges the temperatures of the
     two replicas rather than their states, so whatever the base sampler keeps
     per chain (velocities, cached gradients) stays valid; cached energies and
     gradients are rescaled to the new :math:`\beta`. The energies the swaps need
@@ -320,9 +322,7 @@ class ParallelTempering(Sampler):
             low_replica, high_replica = replica_of_rank[low], replica_of_rank[high]
             log_ratio = (betas[low] - betas[high]).view(-1, 1) * (
                 energy.gather(0, low_replica) - energy.gather(0, high_replica))
-            alpha = log_ratio.clamp(max=0.0).exp().nan_to_num(0.0)
-            uniform = torch.rand(alpha.shape, generator=generator, device=alpha.device, dtype=alpha.dtype)
-            accept = uniform < alpha
+            accept, alpha = metropolis_test(log_ratio, generator)
             replica_of_rank = replica_of_rank.clone()
             replica_of_rank[low] = torch.where(accept, high_replica, low_replica)
             replica_of_rank[high] = torch.where(accept, low_replica, high_replica)
