@@ -64,10 +64,22 @@ def check_count(value: int, name: str, minimum: int = 1) -> int:
     return int(value)
 
 
-def check_probability(value: float, name: str) -> None:
-    """Raise unless ``0 <= value <= 1``."""
+def check_real(value: float, name: str) -> float:
+    """Raise unless ``value`` is a finite real number (``bool`` refused); return it as a ``float``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value}")
+    return float(value)
+
+
+def check_probability(value: float, name: str) -> float:
+    """Raise unless ``value`` is a real number with ``0 <= value <= 1``; return it as a ``float``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a probability in [0, 1], got {value!r} ({type(value).__name__})")
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"{name} must lie in [0, 1], got {value}")
+    return float(value)
 
 
 UNSCALED_FACTOR = 10.0

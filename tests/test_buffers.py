@@ -80,6 +80,12 @@ def test_reinitialize_replaces_everything():
         (lambda: ReplayBuffer(6, UniformInit((2,)), n_classes=3).sample(2, y=torch.tensor([0.0, 1.0])), TypeError,
          "int64"),
         (lambda: UniformInit((2,), low=1, high=0), ValueError, "low < high"),
+        (lambda: ReplayBuffer(8.5, UniformInit((2,))), TypeError, r"capacity must be an integer >= 1, got 8\.5"),
+        (lambda: ReplayBuffer(True, UniformInit((2,))), TypeError, "capacity must be an integer >= 1, got True"),
+        (lambda: ReplayBuffer(4, UniformInit((2,)), reinit_prob=float("nan")), ValueError, "reinit_prob"),
+        (lambda: ReplayBuffer(4, UniformInit((2,)), reinit_prob=True), TypeError, "reinit_prob must be a probability"),
+        (lambda: ReplayBuffer(6, UniformInit((2,)), n_classes=1.5), TypeError, "n_classes must be an integer"),
+        (lambda: ReplayBuffer(4, UniformInit((2,))).sample(2.0), TypeError, "batch_size must be an integer"),
     ],
 )
 def test_bad_inputs_are_clear_errors(call, error, message):

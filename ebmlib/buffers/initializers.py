@@ -7,7 +7,7 @@ from abc import ABC, abstractmethod
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_batch, check_labels, check_positive
+from .._checks import check_batch, check_count, check_labels, check_positive, check_real
 
 
 class Initializer(nn.Module, ABC):
@@ -33,6 +33,9 @@ class Initializer(nn.Module, ABC):
 
     def __init__(self, event_shape: tuple[int, ...]) -> None:
         super().__init__()
+        if isinstance(event_shape, int) or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0
+                                                   for d in event_shape):
+            raise ValueError(f"event_shape must be a tuple of positive integers, got {event_shape!r}")
         self.event_shape = tuple(event_shape)
 
     @abstractmethod
@@ -76,6 +79,7 @@ class UniformInit(Initializer):
 
     def __init__(self, event_shape: tuple[int, ...], low: float = -1.0, high: float = 1.0) -> None:
         super().__init__(event_shape)
+        low, high = check_real(low, "low"), check_real(high, "high")
         if not low < high:
             raise ValueError(f"need low < high, got low={low}, high={high}")
         self.low, self.high = low, high
@@ -109,8 +113,7 @@ class GaussianInit(Initializer):
 
     def __init__(self, event_shape: tuple[int, ...], mean: float = 0.0, std: float = 1.0) -> None:
         super().__init__(event_shape)
-        check_positive(std, "std")
-        self.mean, self.std = mean, std
+        self.mean, self.std = check_real(mean, "mean"), check_positive(std, "std")
         self.register_buffer("_device_tracker", torch.zeros(0))
 
     def forward(self, n: int, y: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
@@ -157,7 +160,9 @@ class ClassGaussianInit(Initializer):
         clamp: tuple[float, float] | None = (-1.0, 1.0),
     ) -> None:
         check_batch(data, "data")
+        n_classes = check_count(n_classes, "n_classes")
         check_labels(labels, data.shape[0], n_classes, "labels")
+        check_positive(jitter, "jitter", allow_zero=True)
         super().__init__(tuple(data.shape[1:]))
         flat = data.flatten(1).double()
         dim = flat.shape[1]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_labels, check_probability
+from .._checks import check_count, check_labels, check_probability
 from .initializers import Initializer
 
 
@@ -58,10 +58,11 @@ class ReplayBuffer(nn.Module):
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
-        if capacity < 1:
+        if not isinstance(capacity, bool) and isinstance(capacity, int) and capacity < 1:
             raise ValueError(f"capacity must be a positive number of chains, got {capacity}: the buffer would be empty")
-        check_probability(reinit_prob, "reinit_prob")
-        if n_classes is not None and not 1 <= n_classes <= capacity:
+        capacity = check_count(capacity, "capacity")
+        reinit_prob = check_probability(reinit_prob, "reinit_prob")
+        if n_classes is not None and not 1 <= check_count(n_classes, "n_classes") <= capacity:
             raise ValueError(f"n_classes must lie in [1, capacity={capacity}], got {n_classes}")
         self.capacity = capacity
         self.initializer = initializer
@@ -101,7 +102,7 @@ class ReplayBuffer(nn.Module):
         index : Tensor of int64, shape ``(batch_size,)``
             Their slots, for :meth:`update`.
         """
-        if not 1 <= batch_size <= self.capacity:
+        if not 1 <= check_count(batch_size, "batch_size", minimum=0) <= self.capacity:
             raise ValueError(
                 f"batch_size must lie in [1, capacity={self.capacity}], got {batch_size}; "
                 "make the buffer's capacity at least the batch size"

@@ -122,3 +122,24 @@ def test_fills_a_replay_buffer_with_per_class_slots(make_initializer):
     x, index = buffer.sample(6, y=torch.tensor([0, 1, 2, 0, 1, 2]), generator=g(1))
     assert buffer.samples.shape == (12, *EVENT_SHAPE) and x.shape == (6, *EVENT_SHAPE)
     assert torch.equal(index // 4, torch.tensor([0, 1, 2, 0, 1, 2]))
+
+
+@pytest.mark.parametrize(
+    "make, error, message",
+    [
+        (lambda: UniformInit((2,), low=-float("inf")), ValueError, "low must be a finite number, got -inf"),
+        (lambda: UniformInit((2,), high=float("nan")), ValueError, "high must be a finite number, got nan"),
+        (lambda: GaussianInit((2,), mean=float("nan")), ValueError, "mean must be a finite number, got nan"),
+        (lambda: GaussianInit((2,), std=float("inf")), ValueError, "std must be a finite positive number, got inf"),
+        (lambda: GaussianInit((2,), std=True), TypeError, r"std must be a real number, got True \(bool\)"),
+        (lambda: UniformInit(2), ValueError, r"event_shape must be a tuple of positive integers, got 2"),
+        (lambda: UniformInit((2, 0)), ValueError, r"event_shape must be a tuple of positive integers, got \(2, 0\)"),
+        (lambda: ClassGaussianInit(torch.zeros(4, 2), torch.tensor([0, 0, 1, 1]), n_classes=2.0), TypeError,
+         "n_classes must be an integer"),
+        (lambda: ClassGaussianInit(torch.randn(4, 2), torch.tensor([0, 0, 1, 1]), 2, jitter=float("nan")), ValueError,
+         "jitter must be a finite non-negative number"),
+    ],
+)
+def test_bad_settings_are_clear_errors(make, error, message):
+    with pytest.raises(error, match=message):
+        make()
