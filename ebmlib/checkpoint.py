@@ -1,4 +1,4 @@
-"""Checkpoint files: atomic writes, safe loading, rotation and RNG states.
+"""Checkpoint files: atomic writes, safe loading and rotation.
 
 A checkpoint is a plain ``dict`` of tensors, numbers, strings and containers of
 them, written with :func:`torch.save` and read back with
@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
 
 CHECKPOINT_PATTERN = re.compile(r"checkpoint-(\d+)\.pt")
 
@@ -183,42 +182,3 @@ def prune_checkpoints(directory: str | os.PathLike[str], keep: int = 3) -> list[
         path.unlink(missing_ok=True)
     return stale
 
-
-def capture_rng_states(generator: torch.Generator | None = None) -> dict[str, Tensor]:
-    """The states of ``generator``, the global torch CPU RNG and every CUDA RNG, as tensors.
-
-    Returns
-    -------
-    dict of str to Tensor (uint8)
-        ``"torch"``, ``"generator"`` (if given) and ``"cuda"`` (shape
-        ``(n_devices, state_size)``, if CUDA is initialised).
-
-    Examples
-    --------
-    >>> g = torch.Generator().manual_seed(0)
-    >>> states = capture_rng_states(g)
-    >>> first = torch.rand(2, generator=g)
-    >>> restore_rng_states(states, g)
-    >>> torch.equal(torch.rand(2, generator=g), first)
-    True
-    """
-    states = {"torch": torch.get_rng_state()}
-    if generator is not None:
-        states["generator"] = generator.get_state()
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        states["cuda"] = torch.stack(torch.cuda.get_rng_state_all())
-    return states
-
-
-def restore_rng_states(states: Mapping[str, Tensor], generator: torch.Generator | None = None) -> None:
-    """Restore states captured by :func:`capture_rng_states` (CUDA ones only where CUDA exists).
-
-    Examples
-    --------
-    >>> restore_rng_states(capture_rng_states())
-    """
-    torch.set_rng_state(states["torch"].cpu())
-    if generator is not None and "generator" in states:
-        generator.set_state(states["generator"].cpu())
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(list(states["cuda"].cpu()))

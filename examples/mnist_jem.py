@@ -33,13 +33,11 @@ from typing import Any
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch
-from torch.utils.data import DataLoader, TensorDataset
-from torch.utils.data.distributed import DistributedSampler
+from torch.utils.data import TensorDataset
 
 from ebmlib.buffers import ClassGaussianInit, ReplayBuffer
 from ebmlib.checkpoint import CheckpointError
 from ebmlib.data import MNISTNotFoundError, load_mnist
-from ebmlib.distributed import init_distributed, undistribute
 from ebmlib.evaluation import (
     accuracy,
     batched,
@@ -53,7 +51,8 @@ from ebmlib.evaluation import (
 from ebmlib.models import ClassifierEnergy, SwishCNN
 from ebmlib.recipes import EBM, JEM, jem_loss
 from ebmlib.samplers import Langevin
-from ebmlib.training import Trainer, resolve_device
+from ebmlib.training import CosineDecay, Trainer, resolve_device
+from ebmlib.training.distributed import init_distributed, main_process_first, sharded_loader, shutdown
 
 QUICK = {  # tiny subset and few, cheap steps: every output in well under a minute on 2 CPU cores
     "train_size": 500, "test_size": 200, "steps": 12, "batch_size": 32, "width": 8, "sgld_steps": 5,
@@ -265,8 +264,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     out = Path(args.out)
     started = time.perf_counter()
+    process = init_distributed(resolve_device(args.device))  # under torchrun: one process of several
     try:
-        train_x, train_y, test_x, test_y = load_data(args)
+        with main_process_first():  # process 0 downloads, the others read its files
+            train_x, train_y, test_x, test_y = load_data(args)
     except MNISTNotFoundError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -274,15 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    process = init_distributed(resolve_device(args.device))  # under torchrun: one process of several
     recipe = build_recipe(args, train_x, train_y, process.rank)
-    dataset = TensorDataset(train_x, train_y)
-    if process.world_size > 1:  # each process trains on its own shard, --batch-size images per step
-        sampler = DistributedSampler(dataset, shuffle=True, seed=args.seed, drop_last=True)
-        loader = DataLoader(dataset, batch_size=args.batch_size, sampler=sampler, drop_last=True)
-    else:
-        loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, drop_last=True,
-                            generator=torch.Generator().manual_seed(args.seed))
+    # each process trains on its own shard, --batch-size images per step
+    loader = sharded_loader(TensorDataset(train_x, train_y), args.batch_size, seed=args.seed)
     quick_test = (test_x[:1000], test_y[:1000])
 
     def test_accuracy(_: EBM) -> dict[str, float]:  # on 1,000 test images, at the end of every epoch
@@ -291,19 +286,8 @@ def main(argv: list[str] | None = None) -> int:
 
     max_seconds = args.max_minutes * 60 if args.max_minutes > 0 else None
     total_steps = args.epochs * len(loader) if args.epochs else args.steps
-
-    def cosine_decay(trainer: Trainer, metrics: dict[str, torch.Tensor]) -> None:
-        """lr = lr0 (1 + cos(pi t)) / 2, t = the spent fraction of the step or time budget, whichever is larger."""
-        # several processes must agree on the lr: they go by the (shared) clock of the last refresh
-        seconds = trainer.elapsed_seconds if process.world_size == 1 else (
-            trainer.history[-1]["elapsed_seconds"] if trainer.history else 0.0)
-        progress = min(max(trainer.step / total_steps, seconds / (max_seconds or math.inf)), 1.0)
-        scale = trainer.divergence_guard.lr_scale if trainer.divergence_guard else 1.0  # lowered by recoveries
-        for group in trainer.recipe.optimizer.param_groups:
-            group["lr"] = args.lr * scale * 0.5 * (1 + math.cos(math.pi * progress))
-
     trainer = Trainer(recipe, device=args.device, seed=args.seed, checkpoint_dir=out / "checkpoints",
-                      callbacks=[cosine_decay] if args.lr_decay == "cosine" else [],
+                      lr_schedule=CosineDecay() if args.lr_decay == "cosine" else None,  # over the step or time budget
                       evaluate=test_accuracy, progress=not args.no_progress, settings=vars(args))
     if args.resume:
         try:
@@ -320,9 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\ninterrupted at step {trainer.step}; continue with the same command plus --resume", file=sys.stderr)
         return 130
     if process.world_size > 1:  # process 0 evaluates and writes the outputs alone
-        undistribute(recipe)
-        torch.distributed.barrier()
-        torch.distributed.destroy_process_group()
+        shutdown()
         if process.rank > 0:
             return 0
     device = trainer.device

@@ -11,15 +11,14 @@ import torch
 
 from ebmlib.checkpoint import (
     CheckpointError,
-    capture_rng_states,
     checkpoint_path,
     latest_checkpoint,
     list_checkpoints,
     load_checkpoint,
     prune_checkpoints,
-    restore_rng_states,
     save_checkpoint,
 )
+from ebmlib.training.resume import capture_rng_states, restore_rng_states
 
 
 def test_round_trip_keeps_tensors_numbers_and_containers(tmp_path):

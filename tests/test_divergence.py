@@ -12,11 +12,10 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from ebmlib.buffers import ReplayBuffer, UniformInit
 from ebmlib.checkpoint import list_checkpoints, load_checkpoint
-from ebmlib.divergence import DivergenceError, DivergenceGuard
 from ebmlib.models import MLP, ClassifierEnergy
 from ebmlib.recipes import JEM, jem_loss
 from ebmlib.samplers import Langevin
-from ebmlib.training import Trainer
+from ebmlib.training import Constant, DivergenceError, DivergenceGuard, Trainer
 
 
 class Poisonable(nn.Module):
@@ -81,9 +80,9 @@ def test_divergence_mid_run_restores_the_last_good_state_lowers_lr_and_keeps_tra
     assert "divergence at step 6" in caplog.text and "restored the state of step 4" in caplog.text
     checkpoint_6 = load_checkpoint(tmp_path / "checkpoint-00000006.pt")
     assert torch.equal(parameters(checkpoint_6["recipe"]), parameters(good))  # never the diverged state
-    assert checkpoint_6["optimizer"]["param_groups"][0]["lr"] == pytest.approx(5e-3)
+    assert checkpoint_6["optimizers"][0]["param_groups"][0]["lr"] == pytest.approx(5e-3)
     assert not torch.equal(checkpoint_6["recipe"]["buffer.samples"], good["buffer.samples"])  # chains restarted
-    assert checkpoint_6["divergence_guard"]["recoveries"] == 1
+    assert checkpoint_6["callbacks"]["DivergenceGuard"]["recoveries"] == 1
     # training went on from there, healthy, with half the learning rate
     assert trainer.step == 18 and recipe.optimizer.param_groups[0]["lr"] == pytest.approx(5e-3)
     for path in list_checkpoints(tmp_path):
@@ -139,10 +138,11 @@ def test_bad_guard_settings_are_clear_errors(kwargs, message):
 
 def test_huge_gradients_count_when_bounded():
     recipe = make_recipe(1.0)
-    guard = DivergenceGuard(max_grad_norm=1e-6, reinitialize_buffer=False)
-    assert guard.check(recipe)
+    guard, schedule = DivergenceGuard(max_grad_norm=1e-6, restart_chains=False), Constant()
+    schedule.attach(recipe.optimizers())
+    assert guard.check(recipe, schedule)
     buffer_before = recipe.buffer.samples.clone()
     x, y = torch.randn(8, 2), torch.arange(8) % 3
     guard.observe(recipe, recipe.training_step(x, y))
-    assert not guard.check(recipe, step=1) and "gradient" in guard.events[0]["problem"]
+    assert not guard.check(recipe, schedule, step=1) and "gradient" in guard.events[0]["problem"]
     assert torch.equal(recipe.buffer.samples, buffer_before)  # restored from the snapshot, not restarted

@@ -97,7 +97,7 @@ def test_checkpoints_at_epoch_ends_hold_the_contract_and_only_three_are_kept(tmp
     assert [p.name for p in list_checkpoints(tmp_path)] == [
         "checkpoint-00000012.pt", "checkpoint-00000018.pt", "checkpoint-00000024.pt"]
     state = load_checkpoint(tmp_path / "checkpoint-00000024.pt")
-    assert {"recipe", "optimizer", "rng", "step", "epoch", "settings"} <= set(state)
+    assert {"recipe", "optimizers", "processes", "step", "epoch", "settings"} <= set(state)
     assert (state["step"], state["epoch"]) == (24, 4)
     assert "buffer.samples" in state["recipe"] and state["settings"]["lr"] == 0.01
     torch.testing.assert_close(state["recipe"]["buffer.samples"], trainer.recipe.buffer.samples)
@@ -174,7 +174,7 @@ def test_device_and_argument_checks():
     trainer = Trainer(make_recipe(), device="cpu", progress=False)
     with pytest.raises(ValueError, match="fit needs a budget"):
         trainer.fit(make_loader())
-    with pytest.raises(TypeError, match=r"must yield x or \(x, y\)"):
+    with pytest.raises(TypeError, match=r"must yield x, \(x,\) or \(x, y\) tensors, got dict"):
         trainer.fit([{"x": torch.zeros(2, 2)}], epochs=1)
 
 

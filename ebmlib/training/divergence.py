@@ -6,12 +6,18 @@ import copy
 import logging
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
-from .recipes import EBM
+from ..recipes import Recipe
+from .callbacks import Callback
+from .distributed import DistributedError, all_reduce_max, process_info
+from .schedules import LearningRateSchedule
+
+if TYPE_CHECKING:
+    from .loop import Trainer
 
 __all__ = ["DivergenceGuard", "DivergenceError"]
 
@@ -31,28 +37,38 @@ class DivergenceError(RuntimeError):
     """
 
 
-class DivergenceGuard:
-    r"""Watch a recipe's training steps for divergence and recover from it.
+class DivergenceGuard(Callback):
+    r"""Watch a recipe's training steps for divergence and recover from it: a :class:`Callback`.
 
-    Every step, :meth:`observe` folds three checks into flags kept on the
-    training device (no host sync):
+    Every step (``on_step_end``), :meth:`observe` folds three checks into flags
+    kept on the training device (no host sync):
 
     - a metric (loss, energies, energy gaps, accuracies) is NaN or infinite;
     - a metric has :math:`|m| > \text{max\_abs\_energy}` (a runaway energy);
-    - the model's gradient norm :math:`\|\nabla_\theta \mathcal{L}\|_2` is
-      non-finite or above ``max_grad_norm``.
+    - the gradient norm :math:`\|\nabla_\theta \mathcal{L}\|_2` of the recipe's
+      parameters is non-finite or above ``max_grad_norm``.
 
-    :meth:`check` reads the flags (one host sync, at the points where the
-    :class:`~ebmlib.training.Trainer` already syncs: every ``refresh_every``
-    steps and before every checkpoint). If they are clear, it takes an
-    in-memory snapshot of the recipe's ``state_dict`` (model and replay buffer)
-    and the optimizer's: the last good state. If one is set, it restores that
-    snapshot, multiplies every learning rate by ``lr_factor``, reinitialises the
-    buffer's chains (if ``reinitialize_buffer``) and logs a warning to the
-    ``"ebmlib"`` logger; after ``max_recoveries`` recoveries, the next
-    divergence raises :class:`DivergenceError` (with the last good state
-    restored). Under ``torch.distributed`` the flags are combined over all
-    processes, so they all take the same decision.
+    :meth:`check` reads the flags (one host sync, at the trainer's ``on_sync``
+    points: every ``refresh_every`` steps and before every checkpoint). Under
+    ``torch.distributed`` the flags of all processes are combined by one
+    collective first, so every process takes the same decision. If they are
+    clear, it takes an in-memory snapshot of the recipe's ``state_dict`` and
+    of its optimizers': the last good state. If one is set, every process
+    restores its snapshot, asks the learning-rate schedule to scale the
+    learning rates by ``lr_factor`` (:meth:`~ebmlib.training.schedules.LearningRateSchedule.scale_by`:
+    the guard never writes a learning rate itself), restarts the recipe's
+    chains (:meth:`~ebmlib.recipes.Recipe.restart_chains`, if
+    ``restart_chains``) and logs a warning to the ``"ebmlib"`` logger; after
+    ``max_recoveries`` recoveries, the next divergence raises
+    :class:`DivergenceError` (with the last good state restored).
+
+    A training step that raises a ``ValueError`` or ``RuntimeError`` (a step
+    on an already diverged state can: NaN chains fail the sampler's input
+    check) is handled by a check at once (``on_step_error``), jointly with the
+    other processes; if no process saw a divergence, the error is re-raised.
+
+    It uses only the :class:`~ebmlib.recipes.Recipe` protocol, so it guards a
+    recipe with or without chains.
 
     Parameters
     ----------
@@ -65,16 +81,13 @@ class DivergenceGuard:
         Learning rates are multiplied by this after each recovery, in ``(0, 1]``.
     max_recoveries : int
         Recoveries allowed before :class:`DivergenceError`.
-    reinitialize_buffer : bool
-        Restart every chain of the replay buffer from its initializer after a
-        recovery (otherwise the snapshot's chains are kept).
+    restart_chains : bool
+        Restart the recipe's chains after a recovery (otherwise the
+        snapshot's chains are kept).
 
     Attributes
     ----------
     recoveries : int
-    lr_scale : float
-        Product of the ``lr_factor`` applied so far (for schedules that set the
-        learning rate themselves: multiply by it).
     events : list of dict
         One per recovery: ``step``, ``restored_step``, ``problem``, ``lr_scale``.
 
@@ -85,14 +98,17 @@ class DivergenceGuard:
     >>> from ebmlib.models import MLP, NetworkEnergy
     >>> from ebmlib.recipes import EBM
     >>> from ebmlib.samplers import Langevin
+    >>> from ebmlib.training import Constant
     >>> model = NetworkEnergy(MLP(2, 1, hidden=8))
     >>> recipe = EBM(model, Langevin(step_size=0.01, n_steps=2), ReplayBuffer(16, UniformInit((2,))),
     ...              torch.optim.SGD(model.parameters(), lr=0.1))
+    >>> schedule = Constant()
+    >>> schedule.attach(recipe.optimizers())
     >>> guard = DivergenceGuard(lr_factor=0.5)
-    >>> guard.check(recipe, step=0)  # healthy: takes the first snapshot
+    >>> guard.check(recipe, schedule, step=0)  # healthy: takes the first snapshot
     True
     >>> guard.observe(recipe, {"loss": torch.tensor(float("nan"))})
-    >>> guard.check(recipe, step=1), guard.recoveries, recipe.optimizer.param_groups[0]["lr"]
+    >>> guard.check(recipe, schedule, step=1), guard.recoveries, recipe.optimizer.param_groups[0]["lr"]
     (False, 1, 0.05)
     """
 
@@ -102,7 +118,7 @@ class DivergenceGuard:
         max_grad_norm: float = math.inf,
         lr_factor: float = 0.5,
         max_recoveries: int = 3,
-        reinitialize_buffer: bool = True,
+        restart_chains: bool = True,
     ) -> None:
         if not max_abs_energy > 0:
             raise ValueError(f"max_abs_energy must be positive, got {max_abs_energy}")
@@ -116,19 +132,18 @@ class DivergenceGuard:
         self.max_grad_norm = max_grad_norm
         self.lr_factor = lr_factor
         self.max_recoveries = max_recoveries
-        self.reinitialize_buffer = reinitialize_buffer
+        self.restart_chains = restart_chains
         self.recoveries = 0
-        self.lr_scale = 1.0
         self.events: list[dict[str, Any]] = []
         self._flags: Tensor | None = None
         self._snapshot: dict[str, Any] | None = None
         self._snapshot_step = 0
 
     @torch.no_grad()
-    def observe(self, recipe: EBM, metrics: Mapping[str, Tensor]) -> None:
+    def observe(self, recipe: Recipe, metrics: Mapping[str, Tensor]) -> None:
         """Fold one training step's metrics and gradients into the flags (on the device, no sync)."""
         values = torch.stack([v.detach().float().reshape(()) for v in metrics.values()]) if metrics else None
-        gradients = [p.grad.detach() for p in recipe.model.parameters() if p.grad is not None]
+        gradients = [p.grad.detach() for p in recipe.parameters() if p.grad is not None]
         device = values.device if values is not None else (gradients[0].device if gradients else None)
         if device is None:
             return
@@ -142,85 +157,100 @@ class DivergenceGuard:
         self._flags = flags if self._flags is None else self._flags | flags
 
     def diverged(self) -> bool:
-        """Whether a divergence was observed since the last :meth:`check` (one host sync; flags kept).
-
-        For the rare paths that must know at once, e.g. a step that raised.
-        """
+        """Whether this process observed a divergence since the last :meth:`check` (one host sync; flags kept)."""
         return self._flags is not None and bool(self._flags.any().cpu())
 
-    def check(self, recipe: EBM, generator: torch.Generator | None = None, step: int = 0,
-              synchronize: bool = True) -> bool:
+    def check(
+        self,
+        recipe: Recipe,
+        lr_schedule: LearningRateSchedule,
+        generator: torch.Generator | None = None,
+        step: int = 0,
+        synchronize: bool = True,
+    ) -> bool:
         """Read the flags (one host sync): snapshot the state if healthy, else recover; ``True`` if healthy.
 
         Parameters
         ----------
-        recipe : EBM
+        recipe : Recipe
+        lr_schedule : LearningRateSchedule
+            The owner of the learning rates, asked to scale them on a recovery.
         generator : torch.Generator, optional
-            For reinitialising the buffer's chains.
+            For restarting the chains.
         step : int
             The current step (for the log and :attr:`events`).
         synchronize : bool
-            Combine the flags over all ``torch.distributed`` processes (all
-            must call ``check`` together).
+            Combine the flags over all ``torch.distributed`` processes with one
+            collective (all must call ``check`` together).
 
         Raises
         ------
         DivergenceError
-            On a divergence after ``max_recoveries`` recoveries.
+            On a divergence after ``max_recoveries`` recoveries, or before any healthy check.
         """
-        flags = self._flags
-        self._flags = None
-        if flags is None and self._snapshot is not None:  # nothing happened since the last check
+        flags, self._flags = self._flags, None
+        if synchronize and process_info().world_size > 1:
+            device = next((p.device for p in recipe.parameters()), torch.device("cpu"))
+            local = torch.zeros(3, dtype=torch.int32, device=device) if flags is None else flags.to(torch.int32)
+            flags = all_reduce_max(local, "combining the divergence flags").bool()
+        elif flags is None and self._snapshot is not None:  # nothing happened since the last check
             return True
-        if flags is not None and synchronize and torch.distributed.is_available() \
-                and torch.distributed.is_initialized():
-            counts = flags.to(torch.int32)
-            torch.distributed.all_reduce(counts, op=torch.distributed.ReduceOp.MAX)
-            flags = counts.bool()
         problems = [] if flags is None else [p for p, bad in zip(PROBLEMS, flags.cpu(), strict=True) if bad]
         if not problems:
             self._snapshot = {"recipe": _clone(recipe.state_dict()),
-                              "optimizer": copy.deepcopy(recipe.optimizer.state_dict())}
+                              "optimizers": [copy.deepcopy(o.state_dict()) for o in recipe.optimizers()]}
             self._snapshot_step = step
             return True
         if self._snapshot is None:
             raise DivergenceError(f"training diverged ({', '.join(problems)}) by step {step}, before any healthy check")
         recipe.load_state_dict(self._snapshot["recipe"])
-        learning_rates = [group["lr"] for group in recipe.optimizer.param_groups]
-        recipe.optimizer.load_state_dict(copy.deepcopy(self._snapshot["optimizer"]))
-        recipe.optimizer.zero_grad(set_to_none=True)  # the diverged gradients must not be observed again
+        for optimizer, state in zip(recipe.optimizers(), self._snapshot["optimizers"], strict=True):
+            optimizer.load_state_dict(copy.deepcopy(state))
+            optimizer.zero_grad(set_to_none=True)  # the diverged gradients must not be observed again
         if self.recoveries >= self.max_recoveries:
+            lr_schedule.reapply()  # the snapshot's optimizer state brought its own learning rates
             raise DivergenceError(
                 f"training diverged ({', '.join(problems)}) by step {step} after {self.recoveries} recoveries "
-                f"(max_recoveries={self.max_recoveries}); the model, optimizer and buffer of step "
+                f"(max_recoveries={self.max_recoveries}); the model, optimizer and chains of step "
                 f"{self._snapshot_step}, the last healthy check, are restored. Try a lower learning rate, a smaller "
                 "sampler step size or a larger energy regularisation."
             )
         self.recoveries += 1
-        self.lr_scale *= self.lr_factor
-        for group, lr in zip(recipe.optimizer.param_groups, learning_rates, strict=True):
-            group["lr"] = lr * self.lr_factor
-        if self.reinitialize_buffer:
-            recipe.buffer.reinitialize(generator)
+        lr_schedule.scale_by(self.lr_factor)
+        if self.restart_chains:
+            recipe.restart_chains(generator)
         event = {"step": step, "restored_step": self._snapshot_step, "problem": ", ".join(problems),
-                 "lr_scale": self.lr_scale}
+                 "lr_scale": lr_schedule.scale}
         self.events.append(event)
         logger.warning(
             "divergence at step %d (%s): restored the state of step %d, learning rates x%g%s; recovery %d of %d",
             step, event["problem"], self._snapshot_step, self.lr_factor,
-            ", buffer chains restarted" if self.reinitialize_buffer else "", self.recoveries, self.max_recoveries,
+            ", chains restarted" if self.restart_chains else "", self.recoveries, self.max_recoveries,
         )
         return False
 
+    # ------------------------------------------------------------------ as a callback
+    def on_step_end(self, trainer: Trainer, metrics: Mapping[str, Tensor]) -> None:
+        if metrics:
+            self.observe(trainer.recipe, metrics)
+
+    def on_sync(self, trainer: Trainer) -> None:
+        self.check(trainer.recipe, trainer.lr_schedule, trainer.generator, trainer.step)
+
+    def on_step_error(self, trainer: Trainer, error: Exception) -> bool:
+        """Recover at once if this or another process diverged; ``False`` (re-raise) if none did."""
+        if isinstance(error, DistributedError) or not isinstance(error, (ValueError, RuntimeError)):
+            return False
+        return not self.check(trainer.recipe, trainer.lr_schedule, trainer.generator, trainer.step + 1)
+
     def state_dict(self) -> dict[str, Any]:
-        """Counters and events (for checkpoints; the snapshot is retaken after loading)."""
-        return {"recoveries": self.recoveries, "lr_scale": self.lr_scale, "events": list(self.events)}
+        """Counters and events (the snapshot is retaken after loading)."""
+        return {"recoveries": self.recoveries, "events": [dict(e) for e in self.events]}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore :meth:`state_dict`; forget the flags and the snapshot."""
         self.recoveries = int(state["recoveries"])
-        self.lr_scale = float(state["lr_scale"])
-        self.events = list(state["events"])
+        self.events = [dict(e) for e in state["events"]]
         self._flags, self._snapshot = None, None
 
 

@@ -1,0 +1,29 @@
+"""Training any :class:`~ebmlib.recipes.Recipe`: the loop, callbacks, the divergence guard, learning-rate
+schedules, loggers, exact resume and multi-process training.
+
+========================  ===============================================================
+:mod:`.loop`              :class:`Trainer`: budgets, metric windows, checkpoints
+:mod:`.callbacks`         :class:`Callback` (named hooks with checkpointed state), :class:`Evaluation`
+:mod:`.divergence`        :class:`DivergenceGuard`
+:mod:`.schedules`         learning-rate schedules, the one writer of the learning rate
+:mod:`.progress`          :class:`ProgressBar`
+:mod:`.resume`            RNG states, loader replay: what makes a resume exact
+:mod:`.distributed`       the multi-process lifecycle (``torchrun``)
+========================  ===============================================================
+"""
+
+from . import callbacks, distributed, divergence, loop, progress, resume, schedules
+from .callbacks import Callback, Evaluation, StepFunction
+from .distributed import DistributedError
+from .divergence import DivergenceError, DivergenceGuard
+from .loop import Budget, Stopwatch, Trainer, resolve_device, unpack_batch
+from .progress import ProgressBar
+from .schedules import Constant, CosineDecay, LearningRateSchedule, LinearWarmUp
+
+__all__ = [
+    "Trainer", "Budget", "Stopwatch", "resolve_device", "unpack_batch",
+    "Callback", "StepFunction", "Evaluation", "ProgressBar",
+    "DivergenceGuard", "DivergenceError", "DistributedError",
+    "LearningRateSchedule", "Constant", "CosineDecay", "LinearWarmUp",
+    "callbacks", "distributed", "divergence", "loop", "progress", "resume", "schedules",
+]
