@@ -253,7 +253,7 @@ class NUTS(Sampler):
             if self.early_exit and depth > 0 and not bool((~done).any()):  # the one host read, once per doubling
                 break
             forward = torch.rand(b, generator=generator, device=device) < 0.5
-            subtree = self.build_subtree(model, y, select_point(forward, right, left), forward, depth, ~done,
+            subtree = self._build_subtree(model, y, select_point(forward, right, left), forward, depth, ~done,
                                          hamiltonian0, generator)
             n_batch_leapfrog += 2**depth
             acceptance_sum = acceptance_sum + subtree.acceptance_sum
@@ -278,7 +278,7 @@ class NUTS(Sampler):
                         torch.tensor(n_batch_leapfrog, device=device))
         return ChainState(x, energy, grad), info
 
-    def build_subtree(
+    def _build_subtree(
         self,
         model: nn.Module,
         y: Tensor | None,
