@@ -12,18 +12,19 @@ schedules, loggers, exact resume and multi-process training.
 ========================  ===============================================================
 """
 
-from . import callbacks, distributed, divergence, loop, progress, resume, schedules
+from . import budget, callbacks, distributed, divergence, loop, progress, resume, schedules
+from .budget import Budget, MetricWindow, Stopwatch
 from .callbacks import Callback, Evaluation, StepFunction
 from .distributed import DistributedError
 from .divergence import DivergenceError, DivergenceGuard
-from .loop import Budget, Stopwatch, Trainer, resolve_device, unpack_batch
+from .loop import Trainer, resolve_device, unpack_batch
 from .progress import ProgressBar
 from .schedules import Constant, CosineDecay, LearningRateSchedule, LinearWarmUp
 
 __all__ = [
-    "Trainer", "Budget", "Stopwatch", "resolve_device", "unpack_batch",
+    "Trainer", "resolve_device", "unpack_batch", "Budget", "Stopwatch", "MetricWindow",
     "Callback", "StepFunction", "Evaluation", "ProgressBar",
     "DivergenceGuard", "DivergenceError", "DistributedError",
     "LearningRateSchedule", "Constant", "CosineDecay", "LinearWarmUp",
-    "callbacks", "distributed", "divergence", "loop", "progress", "resume", "schedules",
+    "budget", "callbacks", "distributed", "divergence", "loop", "progress", "resume", "schedules",
 ]

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,27 +15,33 @@ from ..checkpoint import (
     CheckpointError,
     checkpoint_path,
     latest_checkpoint,
-    load_checkpoint,
     prune_checkpoints,
     save_checkpoint,
 )
 from ..recipes import Recipe
+from .budget import Budget, MetricWindow, Stopwatch
 from .callbacks import Callback, Evaluation, StepFunction, StepHook
 from .distributed import (
     DataParallel,
     DistributedError,
     all_reduce_max,
-    all_reduce_mean,
     barrier,
     gather_to_main,
     process_info,
 )
 from .divergence import DivergenceGuard
 from .progress import ProgressBar
-from .resume import LoaderReplay, capture_rng_states, process_local_state, restore_rng_states, state_mismatches
+from .resume import (
+    LoaderReplay,
+    capture_rng_states,
+    find_checkpoint,
+    process_state,
+    read_trainer_checkpoint,
+    restore_rng_states,
+)
 from .schedules import Constant, LearningRateSchedule
 
-__all__ = ["Trainer", "Budget", "Stopwatch", "resolve_device", "unpack_batch"]
+__all__ = ["Trainer", "resolve_device", "unpack_batch"]
 
 logger = logging.getLogger("ebmlib")
 
@@ -76,128 +79,6 @@ def unpack_batch(batch: Any, device: torch.device) -> tuple[Tensor, Tensor | Non
         kind = f"{type(batch).__name__} of {len(batch)}" if isinstance(batch, (tuple, list)) else type(batch).__name__
         raise TypeError(f"train_loader must yield x, (x,) or (x, y) tensors, got {kind}")
     return x.to(device, non_blocking=True), None if y is None else y.to(device, non_blocking=True)
-
-
-@dataclass(frozen=True)
-class Budget:
-    """How long :meth:`Trainer.fit` trains: totals of epochs, steps and seconds (any that are given).
-
-    Examples
-    --------
-    >>> budget = Budget(epochs=2, max_steps=None, max_seconds=60.0, steps_per_epoch=10)
-    >>> budget.total_steps, budget.spent(step=5, seconds=30.0), budget.exhausted(20, 2, 0.0)
-    (20, 0.5, True)
-    """
-
-    epochs: int | None
-    max_steps: int | None
-    max_seconds: float | None
-    steps_per_epoch: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.epochs is None and self.max_steps is None and self.max_seconds is None:
-            raise ValueError("fit needs a budget: pass epochs, max_steps or max_seconds")
-        for name in ("epochs", "max_steps"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-                raise ValueError(f"{name} must be a non-negative integer or None, got {value!r}")
-        if self.max_seconds is not None and not self.max_seconds >= 0:
-            raise ValueError(f"max_seconds must be a non-negative number or None, got {self.max_seconds}")
-
-    @property
-    def total_steps(self) -> int | None:
-        """The step budget, from ``max_steps`` and ``epochs`` (``None`` if neither bounds it)."""
-        totals = [t for t in (self.max_steps, None if self.epochs is None or self.steps_per_epoch is None
-                              else self.epochs * self.steps_per_epoch) if t is not None]
-        return min(totals) if totals else None
-
-    def exhausted(self, step: int, epoch: int, seconds: float) -> bool:
-        """Whether training is done after ``step`` steps and ``epoch`` epochs in ``seconds``."""
-        return ((self.epochs is not None and epoch >= self.epochs)
-                or (self.max_steps is not None and step >= self.max_steps)
-                or (self.max_seconds is not None and seconds >= self.max_seconds))
-
-    def spent(self, step: int, seconds: float) -> float:
-        """The fraction of the budget used, in ``[0, 1]``: of the steps or of the time, whichever is further."""
-        total = self.total_steps
-        fractions = [step / total if total else 0.0, seconds / self.max_seconds if self.max_seconds else 0.0]
-        return min(max(fractions), 1.0)
-
-
-class Stopwatch:
-    """Seconds of training time: runs while started, stops for evaluations and checkpoints.
-
-    Examples
-    --------
-    >>> clock = Stopwatch(seconds=10.0)
-    >>> clock.start()
-    >>> with clock.paused():
-    ...     clock.running
-    False
-    >>> clock.running, clock.seconds >= 10.0
-    (True, True)
-    """
-
-    def __init__(self, seconds: float = 0.0) -> None:
-        self._seconds = seconds
-        self._started: float | None = None
-
-    @property
-    def running(self) -> bool:
-        return self._started is not None
-
-    @property
-    def seconds(self) -> float:
-        """Total seconds so far."""
-        return self._seconds + (time.perf_counter() - self._started if self._started is not None else 0.0)
-
-    @seconds.setter
-    def seconds(self, value: float) -> None:
-        self._seconds = value
-        if self._started is not None:
-            self._started = time.perf_counter()
-
-    def start(self) -> None:
-        if self._started is None:
-            self._started = time.perf_counter()
-
-    def stop(self) -> None:
-        self._seconds = self.seconds
-        self._started = None
-
-    @contextmanager
-    def paused(self) -> Iterator[None]:
-        """Stop the clock inside the block (and restart it after, if it was running)."""
-        was_running = self.running
-        self.stop()
-        try:
-            yield
-        finally:
-            if was_running:
-                self.start()
-
-
-class MetricWindow:
-    """Metric sums over the steps since the last read, kept on the device."""
-
-    def __init__(self, seconds: float) -> None:
-        self.sums: dict[str, Tensor] = {}
-        self.steps = 0
-        self.start_seconds = seconds
-
-    def add(self, metrics: Mapping[str, Tensor]) -> None:
-        self.steps += 1
-        for name, value in metrics.items():
-            value = value.detach().float()
-            self.sums[name] = self.sums[name] + value if name in self.sums else value
-
-    def means(self) -> dict[str, float]:
-        """Means over the window and over processes: the one host read."""
-        names = sorted(self.sums)
-        if not names:
-            return {}
-        values = all_reduce_mean(torch.stack([self.sums[n] for n in names]) / self.steps, "averaging the metrics")
-        return dict(zip(names, values.tolist(), strict=True))
 
 
 class Trainer:
@@ -529,9 +410,7 @@ class Trainer:
         collective: all processes call it) and only process 0's result holds
         them all (``processes``).
         """
-        own = {"rng": capture_rng_states(self.generator), "loader": self.replay.state_dict(),
-               "local_state": {} if self.process.rank == 0 else process_local_state(self.recipe)}
-        own = {k: _to_cpu(v) for k, v in own.items()}
+        own = process_state(self.recipe, self.generator, self.replay, with_local_state=self.process.rank > 0)
         processes = gather_to_main(own, "gathering every process's state for a checkpoint") or []
         return {
             "recipe": self.recipe.state_dict(),
@@ -618,33 +497,9 @@ class Trainer:
             checkpoint, it does not fit the recipe, or it was written by another
             number of processes (the message names the file).
         """
-        path = Path(path_or_dir)
-        if not path.is_file():
-            latest = latest_checkpoint(path)
-            if latest is None:
-                raise CheckpointError(f"no checkpoint-<step>.pt files in {path} to resume from")
-            path = latest
-        state = load_checkpoint(path, map_location=self.device)
-        missing = {"recipe", "optimizers", "processes", "world_size", "step", "epoch", "callbacks"} - set(state)
-        if missing:
-            raise CheckpointError(f"checkpoint file {path} is not a Trainer checkpoint (missing {sorted(missing)})")
-        if state["world_size"] != self.process.world_size:
-            raise CheckpointError(
-                f"checkpoint file {path} was written by {state['world_size']} processes and this run has "
-                f"{self.process.world_size}: each process resumes its own chains and random streams, so resume "
-                f"with the same number (torchrun --nproc_per_node {state['world_size']})"
-            )
-        mismatches = state_mismatches(state["recipe"], self.recipe)
-        if mismatches:
-            raise CheckpointError(f"checkpoint file {path} does not fit this recipe: {'; '.join(mismatches[:5])}")
+        path = find_checkpoint(path_or_dir)
+        state = read_trainer_checkpoint(path, self.recipe, self.process.world_size, self.device)
         self.load_state_dict(state)
         self._resumed_from = path
         return path
 
-
-def _to_cpu(value: Any) -> Any:
-    if isinstance(value, Tensor):
-        return value.cpu()
-    if isinstance(value, dict):
-        return {k: _to_cpu(v) for k, v in value.items()}
-    return value

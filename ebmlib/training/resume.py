@@ -8,18 +8,24 @@ which :class:`LoaderReplay` replays from the RNG states saved at its start.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from ..checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
 from ..recipes import Recipe
 
 __all__ = [
     "capture_rng_states", "restore_rng_states", "LoaderReplay", "loader_generators", "process_local_state",
-    "state_mismatches",
+    "state_mismatches", "process_state", "find_checkpoint", "read_trainer_checkpoint",
 ]
+
+TRAINER_KEYS = frozenset({"recipe", "optimizers", "processes", "world_size", "step", "epoch", "callbacks"})
+"""What a :class:`~ebmlib.training.Trainer` checkpoint holds at least."""
 
 
 def capture_rng_states(generator: torch.Generator | None = None) -> dict[str, Tensor]:
@@ -180,3 +186,89 @@ def state_mismatches(saved: Mapping[str, Any], module: nn.Module) -> list[str]:
             shape = tuple(there.shape) if isinstance(there, Tensor) else type(there).__name__
             problems.append(f"{name} has shape {shape} there, {tuple(here.shape)} here")
     return problems
+
+
+def process_state(
+    recipe: Recipe, generator: torch.Generator, replay: LoaderReplay, with_local_state: bool = True
+) -> dict[str, Any]:
+    """This process's own part of a checkpoint, on the CPU: RNG states, loader replay and (optionally) its chains.
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> class Fixed(Recipe):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.model = nn.Linear(1, 1)
+    ...     def training_step(self, x, y=None, generator=None): return {}
+    ...     def optimizers(self): return []
+    ...     def data_parallel_modules(self): return [self.model]
+    >>> sorted(process_state(Fixed(), torch.Generator(), LoaderReplay()))
+    ['loader', 'local_state', 'rng']
+    """
+    local = process_local_state(recipe) if with_local_state else {}
+    state = {"rng": capture_rng_states(generator), "loader": replay.state_dict(), "local_state": local}
+    return {part: {name: value.cpu() for name, value in entries.items()} for part, entries in state.items()}
+
+
+def find_checkpoint(path_or_dir: str | os.PathLike[str]) -> Path:
+    """A checkpoint file as given, or the latest ``checkpoint-<step>.pt`` in a folder.
+
+    Raises
+    ------
+    CheckpointError
+        If the folder holds none (the message says where it looked).
+
+    Examples
+    --------
+    >>> find_checkpoint("no/such/folder")
+    Traceback (most recent call last):
+    ...
+    ebmlib.checkpoint.CheckpointError: no checkpoint-<step>.pt files in no/such/folder to resume from
+    """
+    path = Path(path_or_dir)
+    if path.is_file():
+        return path
+    latest = latest_checkpoint(path)
+    if latest is None:
+        raise CheckpointError(f"no checkpoint-<step>.pt files in {path} to resume from")
+    return latest
+
+
+def read_trainer_checkpoint(
+    path: Path, recipe: Recipe, world_size: int, map_location: torch.device | str | None = None
+) -> dict[str, Any]:
+    """Load a Trainer checkpoint and check that ``recipe`` and ``world_size`` processes can resume from it.
+
+    Raises
+    ------
+    CheckpointError
+        If it can't be read, is not a Trainer checkpoint, was written by
+        another number of processes, or does not fit the recipe (the message
+        names the file and the problem).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from torch import nn
+    >>> from ebmlib.checkpoint import save_checkpoint
+    >>> path = save_checkpoint(f"{tempfile.mkdtemp()}/checkpoint-00000001.pt", {"step": 1})
+    >>> read_trainer_checkpoint(path, None, 1)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ebmlib.checkpoint.CheckpointError: checkpoint file ... is not a Trainer checkpoint (missing [...])
+    """
+    state = load_checkpoint(path, map_location=map_location)
+    missing = TRAINER_KEYS - set(state)
+    if missing:
+        raise CheckpointError(f"checkpoint file {path} is not a Trainer checkpoint (missing {sorted(missing)})")
+    if state["world_size"] != world_size:
+        raise CheckpointError(
+            f"checkpoint file {path} was written by {state['world_size']} processes and this run has {world_size}: "
+            "each process resumes its own chains and random streams, so resume with the same number "
+            f"(torchrun --nproc_per_node {state['world_size']})"
+        )
+    mismatches = state_mismatches(state["recipe"], recipe)
+    if mismatches:
+        raise CheckpointError(f"checkpoint file {path} does not fit this recipe: {'; '.join(mismatches[:5])}")
+    return state
