@@ -175,19 +175,19 @@ def test_fitted_temperature_recovers_the_scale_of_the_logits(true_temperature):
 
 
 def test_temperature_scaling_lowers_the_ece_of_an_over_confident_classifier():
-    # The classifier's logits are 4x the true ones. Fitted on 5000 held-out points and scored on 5000 others
-    # (5 seeds measured): T = 3.92-4.02, ECE 0.214-0.226 before and 0.010-0.017 after. Required: T within
-    # 10% of 4, ECE above 0.15 before and below 0.03 after.
-    x, labels, weight = softmax_labelled_data(10_000, seed=50)
+    # The classifier's logits are 4x the true ones. Fitted on 10000 held-out points and scored on 10000 others
+    # (data seeds 50-90 measured): T = 3.87-4.08, ECE 0.220-0.227 before and 0.011-0.018 after (0.013 at seed
+    # 50). Required: T within 10% of 4, ECE above 0.15 before and below 0.03 after.
+    x, labels, weight = softmax_labelled_data(20_000, seed=50)
     network = torch.nn.Linear(5, 4, bias=False)
     with torch.no_grad():
         network.weight.copy_(4 * weight.T)
     classifier = ClassifierEnergy(network, n_classes=4)
-    scaled = TemperatureScaled.fit(classifier, x[:5000], labels[:5000])
+    scaled = TemperatureScaled.fit(classifier, x[:10_000], labels[:10_000])
     assert float(scaled.temperature) == pytest.approx(4.0, rel=0.1)
     with torch.no_grad():
-        before = float(expected_calibration_error(classifier.class_probabilities(x[5000:]), labels[5000:]))
-        after = float(expected_calibration_error(scaled.class_probabilities(x[5000:]), labels[5000:]))
+        before = float(expected_calibration_error(classifier.class_probabilities(x[10_000:]), labels[10_000:]))
+        after = float(expected_calibration_error(scaled.class_probabilities(x[10_000:]), labels[10_000:]))
         # the predictions themselves are unchanged
         assert torch.equal(scaled.logits(x).argmax(1), classifier.logits(x).argmax(1))
     assert before > 0.15 and after < 0.03, (before, after)
@@ -330,9 +330,10 @@ def test_ais_matches_a_grid_integral_of_a_trained_2d_energy():
 
 
 def test_ais_standard_error_matches_the_spread_of_independent_runs():
-    # 20 runs with 200 chains and 20 temperatures (SE ~ 0.1): the SE is the runs' standard deviation. Measured
-    # (40 runs): SD 0.134 against a mean SE of 0.125. The SD of 20 runs is itself uncertain by ~16%;
-    # tolerance: their ratio within [0.67, 1.5].
+    # 20 runs with 200 chains and 20 temperatures (SE ~ 0.1): the SE should be the runs' standard deviation.
+    # Measured here: SD 0.134 against a mean SE of 0.112 (ratio 1.19; with 10 temperatures over 40 runs, 0.134
+    # against 0.125), mean error 0.032. The SD of 20 runs is itself uncertain by ~16%; tolerance: the ratio
+    # within [0.67, 1.5], the mean error within 3 standard errors of the mean plus 0.02 for AIS's low bias.
     model = QuadraticEnergy(torch.tensor([1.0, -2.0], dtype=torch.float64),
                             torch.diag(torch.tensor([2.0, 0.5], dtype=torch.float64)))
     runs = [annealed_importance_sampling(model, (2,), n_chains=200, betas=20, base_std=2.0, dtype=torch.float64,
