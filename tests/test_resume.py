@@ -46,3 +46,17 @@ def test_n_steps_equal_half_then_resume_then_half(tmp_path):
     moments = [(s["exp_avg"], s["exp_avg_sq"]) for s in whole.recipe.optimizer.state_dict()["state"].values()]
     resumed = [(s["exp_avg"], s["exp_avg_sq"]) for s in second.recipe.optimizer.state_dict()["state"].values()]
     assert all(torch.equal(a, c) and torch.equal(b, d) for (a, b), (c, d) in zip(moments, resumed, strict=True))
+
+
+def test_a_resume_at_an_epoch_boundary_keeps_the_loaders_own_shuffling(tmp_path):
+    total = 10  # 5 batches per epoch: the split at step 5 is an epoch's end; the loader has its own generator
+    whole = Trainer(make_recipe(0), device="cpu", seed=7, progress=False, refresh_every=3)
+    whole.fit(make_loader(), max_steps=total)
+
+    first = Trainer(make_recipe(0), device="cpu", seed=7, progress=False, refresh_every=3, checkpoint_dir=tmp_path)
+    first.fit(make_loader(), epochs=1)
+    second = Trainer(make_recipe(99), device="cpu", seed=0, progress=False, refresh_every=3, checkpoint_dir=tmp_path)
+    assert second.resume(tmp_path).name == "checkpoint-00000005.pt" and second.batch_in_epoch == 0
+    second.fit(make_loader(), max_steps=total)  # a new loader, its generator at its seed: epoch 2 must still differ
+    for (name, a), b in zip(whole.recipe.state_dict().items(), second.recipe.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name

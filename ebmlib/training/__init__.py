@@ -2,29 +2,33 @@
 schedules, loggers, exact resume and multi-process training.
 
 ========================  ===============================================================
-:mod:`.loop`              :class:`Trainer`: budgets, metric windows, checkpoints
+:mod:`.loop`              :class:`Trainer`: the loop, checkpoints
+:mod:`.budget`            :class:`Budget`, :class:`Stopwatch`, :class:`MetricWindow`
 :mod:`.callbacks`         :class:`Callback` (named hooks with checkpointed state), :class:`Evaluation`
 :mod:`.divergence`        :class:`DivergenceGuard`
 :mod:`.schedules`         learning-rate schedules, the one writer of the learning rate
 :mod:`.progress`          :class:`ProgressBar`
+:mod:`.loggers`           :class:`CSVLogger`, :class:`TensorBoardLogger`
+:mod:`.lightning`         :class:`~ebmlib.training.lightning.RecipeModule`: any recipe under PyTorch Lightning
 :mod:`.resume`            RNG states, loader replay: what makes a resume exact
 :mod:`.distributed`       the multi-process lifecycle (``torchrun``)
 ========================  ===============================================================
 """
 
-from . import budget, callbacks, distributed, divergence, loop, progress, resume, schedules
+from . import budget, callbacks, distributed, divergence, loggers, loop, progress, resume, schedules
 from .budget import Budget, MetricWindow, Stopwatch
 from .callbacks import Callback, Evaluation, StepFunction
 from .distributed import DistributedError
 from .divergence import DivergenceError, DivergenceGuard
+from .loggers import CSVLogger, TensorBoardLogger
 from .loop import Trainer, resolve_device, unpack_batch
 from .progress import ProgressBar
 from .schedules import Constant, CosineDecay, LearningRateSchedule, LinearWarmUp
 
 __all__ = [
     "Trainer", "resolve_device", "unpack_batch", "Budget", "Stopwatch", "MetricWindow",
-    "Callback", "StepFunction", "Evaluation", "ProgressBar",
+    "Callback", "StepFunction", "Evaluation", "ProgressBar", "CSVLogger", "TensorBoardLogger",
     "DivergenceGuard", "DivergenceError", "DistributedError",
     "LearningRateSchedule", "Constant", "CosineDecay", "LinearWarmUp",
-    "budget", "callbacks", "distributed", "divergence", "loop", "progress", "resume", "schedules",
+    "budget", "callbacks", "distributed", "divergence", "loggers", "loop", "progress", "resume", "schedules",
 ]

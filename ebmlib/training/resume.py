@@ -69,40 +69,50 @@ def restore_rng_states(states: Mapping[str, Tensor], generator: torch.Generator 
 
 
 class LoaderReplay:
-    """Iterates a loader epoch by epoch so that an epoch cut short can be replayed exactly.
+    """Iterates a loader epoch by epoch so that a resumed run sees the data in the same order.
 
     At the start of every epoch it records the states of the RNGs that decide
     the loader's data order: the global torch RNG and any ``generator`` of the
     loader or of its sampler. Resumed ``skip`` batches into an epoch, it sets
     them back to those states, draws the epoch's order again and skips what was
     done; the loader's own generators then continue from the replay, as in a run
-    that was never stopped. A sampler's ``set_epoch`` (e.g. a
-    :class:`~torch.utils.data.distributed.DistributedSampler`'s) is called
-    with the epoch first.
+    that was never stopped. Resumed at the start of an epoch, it sets the
+    loader's own generators to their states at the save (the global RNG is
+    restored with the checkpoint's RNG states). A sampler's ``set_epoch``
+    (e.g. a :class:`~torch.utils.data.distributed.DistributedSampler`'s) is
+    called with the epoch first.
 
     Examples
     --------
     >>> from torch.utils.data import DataLoader
-    >>> loader = DataLoader(range(6), batch_size=2, shuffle=True, generator=torch.Generator().manual_seed(0))
-    >>> replay = LoaderReplay()
-    >>> whole = [b.tolist() for b in replay.batches(loader, epoch=0, skip=0)]
-    >>> state = replay.state_dict()
+    >>> def loader():
+    ...     return DataLoader(range(6), batch_size=2, shuffle=True, generator=torch.Generator().manual_seed(0))
+    >>> replay, first = LoaderReplay(), loader()
+    >>> epoch_0 = [b.tolist() for b in replay.batches(first, epoch=0)]
+    >>> state = replay.state_dict()  # saved after epoch 0
+    >>> epoch_1 = [b.tolist() for b in replay.batches(first, epoch=1)]
     >>> again = LoaderReplay()
     >>> again.load_state_dict(state)
-    >>> [b.tolist() for b in again.batches(loader, epoch=0, skip=1)] == whole[1:]
+    >>> [b.tolist() for b in again.batches(loader(), epoch=1)] == epoch_1  # a new loader, the same order
     True
     """
 
     def __init__(self) -> None:
         self.epoch_start_states: dict[str, Tensor] = {}
+        self.generators: dict[str, torch.Generator] = {}
+        self.saved_states: dict[str, Tensor] = {}
 
     def batches(self, loader: Iterable[Any], epoch: int, skip: int = 0) -> Iterator[Any]:
         """The batches of epoch ``epoch`` after the first ``skip`` (already trained on)."""
         set_epoch = getattr(getattr(loader, "sampler", None), "set_epoch", None)
         if callable(set_epoch):
             set_epoch(epoch)
-        generators = loader_generators(loader)
+        self.generators = generators = loader_generators(loader)
+        saved, self.saved_states = self.saved_states, {}
         if skip == 0:
+            for name, state in saved.items():
+                if name in generators and name != "global":
+                    generators[name].set_state(state)
             self.epoch_start_states = {name: g.get_state() for name, g in generators.items()}
             return iter(loader)
         current = generators["global"].get_state()
@@ -118,13 +128,15 @@ class LoaderReplay:
         generators["global"].set_state(current)
         return batches
 
-    def state_dict(self) -> dict[str, Tensor]:
-        """The RNG states of the current epoch's start."""
-        return dict(self.epoch_start_states)
+    def state_dict(self) -> dict[str, dict[str, Tensor]]:
+        """The RNG states of the current epoch's start, and the loader's own generators' states now."""
+        now = {name: g.get_state() for name, g in self.generators.items() if name != "global"}
+        return {"epoch_start": dict(self.epoch_start_states), "now": now}
 
-    def load_state_dict(self, state: Mapping[str, Tensor]) -> None:
-        """Restore :meth:`state_dict`."""
-        self.epoch_start_states = {name: value.cpu() for name, value in state.items()}
+    def load_state_dict(self, state: Mapping[str, Mapping[str, Tensor]]) -> None:
+        """Restore :meth:`state_dict`; the loader's generators are set when :meth:`batches` next starts an epoch."""
+        self.epoch_start_states = {name: value.cpu() for name, value in state["epoch_start"].items()}
+        self.saved_states = {name: value.cpu() for name, value in state["now"].items()}
 
 
 def loader_generators(loader: Iterable[Any]) -> dict[str, torch.Generator]:
@@ -208,7 +220,13 @@ def process_state(
     """
     local = process_local_state(recipe) if with_local_state else {}
     state = {"rng": capture_rng_states(generator), "loader": replay.state_dict(), "local_state": local}
-    return {part: {name: value.cpu() for name, value in entries.items()} for part, entries in state.items()}
+    return _to_cpu(state)
+
+
+def _to_cpu(value: Any) -> Any:
+    if isinstance(value, Tensor):
+        return value.cpu()
+    return {name: _to_cpu(entry) for name, entry in value.items()} if isinstance(value, dict) else value
 
 
 def find_checkpoint(path_or_dir: str | os.PathLike[str]) -> Path:
