@@ -18,8 +18,8 @@ from ebmlib.recipes import JEM
 from tests.idx_files import fake_digits, write_mnist
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "mnist_jem.py"
-OUTPUTS = ("metrics.json", "samples_buffer.png", "samples_fresh.png", "samples_conditional.png",
-           "chain_evolution.png", "training_curves.png", "history.csv")
+OUTPUTS = ("metrics.json", "samples_conditional.png", "samples_unconditional.png", "chain_evolution.png",
+           "energy_histogram.png", "training_curves.png", "history.csv")
 
 
 @pytest.fixture(scope="module")
@@ -63,12 +63,18 @@ def test_quick_run_writes_every_output_with_finite_metrics(example, tmp_path, no
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     assert list_checkpoints(out / "checkpoints")
     metrics = json.loads((out / "metrics.json").read_text())
-    for key in ("test_accuracy", "test_expected_calibration_error", "ood_auroc", "frechet_distance",
-                "conditional_recognition", "wall_seconds", "settings"):
+    for key in ("test_accuracy", "test_expected_calibration_error", "wall_seconds", "settings", "targets",
+                # issue 10: the measures from uniform noise, beside informative starts and the buffer
+                "from_noise/conditional_recognition", "from_noise/frechet_distance_ratio",
+                "from_noise/class_share_min", "from_class_gaussians/conditional_recognition",
+                "from_class_gaussians/frechet_distance_ratio", "buffer/conditional_recognition",
+                "ood_auroc/uniform_noise/energy", "ood_auroc/inverted/energy", "ood_auroc/flipped/energy",
+                "ood_auroc/inverted/grad_norm"):
         assert key in metrics, key
+    assert all(f"from_noise/class_share/{k}" in metrics for k in range(10))
+    assert len(metrics["targets"]) == len(example.TARGETS)
     assert metrics["steps"] == example.QUICK["steps"] and metrics["settings"]["quick"] is True
-    assert metrics["data"] == {"train_images": 120, "test_images": 60, "data_dir": str(data)}
-    assert "uniform_noise/energy" in metrics["ood_auroc"] and "inverted/grad_norm" in metrics["ood_auroc"]
+    assert metrics["data"] == {"dataset": "mnist", "train_images": 120, "test_images": 60, "data_dir": str(data)}
     values = numbers({k: v for k, v in metrics.items() if k != "settings"})
     assert len(values) > 20 and all(math.isfinite(v) for v in values)
     rows = (out / "history.csv").read_text().splitlines()
@@ -80,7 +86,7 @@ def test_interrupted_run_resumes_from_its_checkpoint(example, tmp_path, monkeypa
     data = write_mnist(tmp_path / "data", n_train=120, n_test=60)
     out = tmp_path / "run"
     argv = ["--quick", "--data-dir", str(data), "--out", str(out), "--no-progress", "--steps", "6",
-            "--generation-steps", "4"]
+            "--eval-steps", "4"]
     calls, step = [], JEM.training_step
 
     def ctrl_c_in_step_5(self, *args, **kwargs):
@@ -121,6 +127,15 @@ def test_offline_without_files_stops_before_training_and_says_how_to_provide_the
     assert f"MNIST files not found in {mnist_raw_folder(tmp_path / 'empty')}" in message
     assert "the download failed" in message and "--data-dir ../shared/data/mnist-10k" in message
     assert not out.exists()  # nothing trained, nothing written
+
+
+@pytest.mark.parametrize("flag, value", [("--steps", "-3"), ("--steps", "2.5"), ("--batch-size", "0"),
+                                         ("--lr", "-1e-3"), ("--reinit-prob", "1.5")])
+def test_bad_numbers_on_the_command_line_stop_before_any_work(example, tmp_path, flag, value, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        example.main(["--quick", "--data-dir", str(tmp_path / "none"), "--out", str(tmp_path / "run"), flag, value])
+    assert stopped.value.code == 2 and flag in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
 
 
 def test_load_mnist_scales_to_minus_one_one_and_reads_both_splits(tmp_path):

@@ -336,6 +336,7 @@ def evaluate_jem(
     judge: FeatureClassifier,
     *,
     include_initializer: bool = True,
+    extra_starts: Mapping[str, Initializer] | None = None,
     n_samples: int = 1000,
     n_steps: int = 256,
     n_snapshots: int = 9,
@@ -358,7 +359,11 @@ def evaluate_jem(
     test_images, test_labels, judge
         As in :func:`evaluate_classifier_energy`.
     include_initializer : bool
-        Also run chains from the buffer's initializer (twice the sampling).
+        Also run chains from the buffer's initializer (set ``from_initializer``;
+        twice the sampling). Leave it off when that initializer is uniform noise.
+    extra_starts : mapping of str to Initializer, optional
+        More starts, each measured as set ``from_<name>`` (e.g. informative
+        per-class Gaussians beside the noise).
     n_samples, n_steps, n_snapshots, max_ood_images, generator, progress, batch_size
         As in :func:`evaluate_classifier_energy`.
 
@@ -390,6 +395,7 @@ def evaluate_jem(
     }
     if include_initializer:
         starts["initializer"] = buffer.initializer
+    starts.update(extra_starts or {})
     return evaluate_classifier_energy(
         recipe.model, recipe.sampler, test_images, test_labels, judge, starts=starts,
         buffer_samples=buffer.samples, buffer_labels=_slot_classes(buffer), n_samples=n_samples, n_steps=n_steps,
