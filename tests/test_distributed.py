@@ -148,7 +148,7 @@ def test_mnist_example_runs_under_torchrun(tmp_path):
     out = tmp_path / "run"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                str(ROOT / "examples" / "mnist_jem.py"), "--quick", "--data-dir", str(data), "--out", str(out),
-               "--no-progress", "--steps", "4", "--generation-steps", "4"]
+               "--no-progress", "--steps", "4", "--eval-steps", "4"]
     finished = subprocess.run(command, env=ENVIRONMENT, capture_output=True, text=True, timeout=240)
     assert finished.returncode == 0, finished.stderr[-4000:]
     metrics = json.loads((out / "metrics.json").read_text())  # written once, by process 0
