@@ -3,7 +3,11 @@
 from .base import Recipe
 from .contrastive import ContrastiveRecipe
 from .ebm import EBM
+from .improved_contrastive import ImprovedContrastiveEBM
 from .jem import JEM, jem_loss
+from .noise_contrastive import GaussianNoise, NoiseContrastiveEBM
+from .score_matching import ScoreMatchingEBM
 from .short_run import ShortRunEBM
 
-__all__ = ["Recipe", "ContrastiveRecipe", "EBM", "ShortRunEBM", "JEM", "jem_loss"]
+__all__ = ["Recipe", "ContrastiveRecipe", "EBM", "ShortRunEBM", "JEM", "jem_loss",
+           "ScoreMatchingEBM", "NoiseContrastiveEBM", "GaussianNoise", "ImprovedContrastiveEBM"]

@@ -18,10 +18,18 @@ from ebmlib.losses import (
     ConditionalEnergies,
     ContrastiveDivergence,
     CrossEntropy,
+    DenoisingScoreMatching,
     Energies,
     EnergyBatch,
     EnergyRegularization,
     Loss,
+    NoiseContrast,
+    NoiseContrastiveEstimation,
+    NoisyScores,
+    SamplerEnergies,
+    SamplerKL,
+    SlicedScoreMatching,
+    SlicedScores,
     WeightedSum,
 )
 
@@ -34,6 +42,11 @@ LOSSES = {
     "weighted_sum": lambda: WeightedSum(
         {"ce": (1.0, CrossEntropy()), "cd": (0.5, ContrastiveDivergence()), "l2": (0.1, EnergyRegularization())}
     ),
+    "denoising_score_matching": lambda: DenoisingScoreMatching(),
+    "sliced_score_matching": lambda: SlicedScoreMatching(),
+    "noise_contrastive": lambda: NoiseContrastiveEstimation(log_normalizer=0.5),
+    "sampler_kl": lambda: SamplerKL(),
+    "improved_cd": lambda: WeightedSum({"cd": (1.0, ContrastiveDivergence()), "kl": (1.0, SamplerKL())}),
 }
 
 
@@ -55,6 +68,10 @@ def full_batch(dtype=torch.float32, b=6, m=4, k=3) -> EnergyBatch:
         Energies(positive=leaf(b), negative=leaf(m)),
         ConditionalEnergies(positive=leaf(b), negative=leaf(m)),
         Classification(logits=leaf(b, k), labels=torch.randint(k, (b,), generator=g)),
+        NoisyScores(noise=leaf(b, 2), noise_std=leaf(b), score=leaf(b, 2)),
+        SlicedScores(projection=leaf(b, 2), score=leaf(b, 2), projected_jacobian=leaf(b)),
+        NoiseContrast(leaf(b), leaf(m), leaf(b), leaf(m)),
+        SamplerEnergies(frozen_energy=leaf(m)),
     )
 
 

@@ -15,9 +15,25 @@ from torch import nn
 
 import ebmlib.recipes
 from ebmlib.buffers import ReplayBuffer, UniformInit
-from ebmlib.losses import ContrastiveDivergence, EnergyRegularization, WeightedSum
+from ebmlib.losses import (
+    ContrastiveDivergence,
+    EnergyRegularization,
+    NoiseContrastiveEstimation,
+    SlicedScoreMatching,
+    WeightedSum,
+)
 from ebmlib.models import MLP, ClassifierEnergy, NetworkEnergy
-from ebmlib.recipes import EBM, JEM, Recipe, ShortRunEBM, jem_loss
+from ebmlib.recipes import (
+    EBM,
+    JEM,
+    GaussianNoise,
+    ImprovedContrastiveEBM,
+    NoiseContrastiveEBM,
+    Recipe,
+    ScoreMatchingEBM,
+    ShortRunEBM,
+    jem_loss,
+)
 from ebmlib.samplers import Langevin
 from ebmlib.training.resume import process_local_state
 
@@ -42,7 +58,33 @@ def short_run() -> ShortRunEBM:
                        torch.optim.SGD(model.parameters(), lr=1e-2), loss)
 
 
-RECIPES: dict[str, Callable[[], Recipe]] = {"ebm": ebm, "jem": jem, "short_run": short_run}
+def denoising_score_matching() -> ScoreMatchingEBM:
+    model = NetworkEnergy(MLP(2, 1, hidden=8))
+    return ScoreMatchingEBM(model, torch.optim.Adam(model.parameters(), lr=1e-2), (2,), noise_std=[0.1, 0.5])
+
+
+def sliced_score_matching() -> ScoreMatchingEBM:
+    model = NetworkEnergy(MLP(2, 1, hidden=8))
+    return ScoreMatchingEBM(model, torch.optim.Adam(model.parameters(), lr=1e-2), (2,), SlicedScoreMatching())
+
+
+def noise_contrastive() -> NoiseContrastiveEBM:
+    model, loss = NetworkEnergy(MLP(2, 1, hidden=8)), NoiseContrastiveEstimation()
+    optimizer = torch.optim.Adam([*model.parameters(), *loss.parameters()], lr=1e-2)
+    return NoiseContrastiveEBM(model, GaussianNoise(torch.zeros(2), torch.ones(2)), optimizer, loss, noise_ratio=2)
+
+
+def improved_contrastive() -> ImprovedContrastiveEBM:
+    model = NetworkEnergy(MLP(2, 1, hidden=8))
+    buffer = ReplayBuffer(32, UniformInit((2,), -3, 3))
+    return ImprovedContrastiveEBM(model, Langevin(step_size=0.01, n_steps=2), buffer,
+                                  torch.optim.Adam(model.parameters(), lr=1e-2), kl_step_size=0.01)
+
+
+RECIPES: dict[str, Callable[[], Recipe]] = {
+    "ebm": ebm, "jem": jem, "short_run": short_run, "denoising_score_matching": denoising_score_matching,
+    "sliced_score_matching": sliced_score_matching, "noise_contrastive": noise_contrastive,
+    "improved_contrastive": improved_contrastive}
 LABELLED = {"jem"}
 
 

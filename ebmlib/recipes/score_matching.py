@@ -1,0 +1,165 @@
+"""Score matching without a sampler: denoising and sliced score matching of an energy model."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .._checks import check_batch, check_positive
+from ..losses import EnergyBatch, Loss, LossInput
+from ..losses.denoising_score_matching import DenoisingScoreMatching, NoisyScores
+from ..losses.sliced_score_matching import SlicedScores
+from ..models import EnergyModel
+from .base import Recipe
+
+PROJECTIONS = ("rademacher", "gaussian")
+
+
+class ScoreMatchingEBM(Recipe):
+    r"""Train an energy model by matching its score :math:`s_\theta = -\nabla_x E_\theta` to the data's.
+
+    No sampler, no chains, no replay buffer: one :meth:`training_step` computes
+    what the loss :meth:`~ebmlib.losses.Loss.needs` from the data alone and takes
+    one ``optimizer`` step:
+
+    - :class:`~ebmlib.losses.NoisyScores` for
+      :class:`~ebmlib.losses.DenoisingScoreMatching`: :math:`\epsilon \sim \mathcal{N}(0, I)`,
+      a level :math:`\sigma_i` per sample (uniform over ``noise_std`` if it lists
+      several), and :math:`s_\theta(x + \sigma\epsilon)` with its graph kept;
+    - :class:`~ebmlib.losses.SlicedScores` for
+      :class:`~ebmlib.losses.SlicedScoreMatching`: a direction :math:`v`
+      (``projection``: Rademacher or standard Gaussian), :math:`s_\theta(x)`
+      and :math:`v^\top \nabla_x s_\theta(x)\, v` by a second backward pass.
+
+    The trained energy is used like any other: pass ``recipe.model`` to a sampler.
+
+    Parameters
+    ----------
+    model : EnergyModel
+    optimizer : torch.optim.Optimizer
+        Over ``model``'s parameters.
+    event_shape : tuple of int
+        Shape of one data point (``(2,)`` for 2D points).
+    loss : Loss, optional
+        Default :class:`~ebmlib.losses.DenoisingScoreMatching`.
+    noise_std : float or sequence of float
+        The noise level :math:`\sigma > 0` of denoising score matching, or several.
+    projection : {"rademacher", "gaussian"}
+        Distribution of the directions :math:`v` of sliced score matching.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from ebmlib.models import MLP, NetworkEnergy
+    >>> model = NetworkEnergy(MLP(2, 1, hidden=16))
+    >>> recipe = ScoreMatchingEBM(model, torch.optim.Adam(model.parameters(), lr=1e-3), (2,), noise_std=[0.1, 0.5])
+    >>> metrics = recipe.training_step(torch.randn(32, 2), generator=torch.Generator().manual_seed(0))
+    >>> sorted(metrics)
+    ['loss', 'score_norm']
+    """
+
+    noise_stds: Tensor
+
+    def __init__(
+        self,
+        model: EnergyModel,
+        optimizer: torch.optim.Optimizer,
+        event_shape: Sequence[int],
+        loss: Loss | None = None,
+        noise_std: float | Sequence[float] = 0.1,
+        projection: str = "rademacher",
+    ) -> None:
+        super().__init__()
+        levels = [noise_std] if isinstance(noise_std, (int, float)) else list(noise_std)
+        if not levels:
+            raise ValueError("noise_std must be a positive number or a non-empty sequence of them, got []")
+        for level in levels:
+            check_positive(level, "noise_std")
+        if projection not in PROJECTIONS:
+            raise ValueError(f"projection must be one of {PROJECTIONS}, got {projection!r}")
+        self.model = model
+        self.optimizer = optimizer
+        self.event_shape = tuple(int(n) for n in event_shape)
+        self.loss = DenoisingScoreMatching() if loss is None else loss
+        self.projection = projection
+        self.register_buffer("noise_stds", torch.tensor([float(level) for level in levels]), persistent=False)
+
+    # ------------------------------------------------------------------ the Recipe protocol
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        """``[optimizer]``."""
+        return [self.optimizer]
+
+    def data_parallel_modules(self) -> list[nn.Module]:
+        """``[model]``."""
+        return [self.model]
+
+    def check_inputs(self, x: Tensor, y: Tensor | None = None) -> None:
+        """Raise unless ``x`` is a finite floating batch ``(B, *event_shape)``."""
+        check_batch(x, "x", self.event_shape)
+
+    def training_step(
+        self, x: Tensor, y: Tensor | None = None, generator: torch.Generator | None = None
+    ) -> dict[str, Tensor]:
+        """One optimisation step on a batch ``x`` of shape ``(B, *event_shape)`` (labels are not used).
+
+        Returns
+        -------
+        dict of str to Tensor
+            ``loss`` and the loss's metrics, as detached scalar tensors.
+        """
+        self.check_inputs(x, y)
+        loss, metrics = self.loss(self.loss_inputs(self.loss.needs(), x, generator))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return {"loss": loss.detach(), **metrics}
+
+    # ------------------------------------------------------------------ what the loss reads
+    def loss_inputs(self, needs: frozenset[type[LossInput]], x: Tensor, generator: torch.Generator | None
+                    ) -> EnergyBatch:
+        """Compute :class:`~ebmlib.losses.NoisyScores` and/or :class:`~ebmlib.losses.SlicedScores`.
+
+        Raises
+        ------
+        ValueError
+            For a kind this recipe cannot compute (the message names it).
+        """
+        computable = {NoisyScores, SlicedScores}
+        missing = sorted(kind.__name__ for kind in needs - computable)
+        if missing:
+            raise ValueError(f"{type(self.loss).__name__} needs {', '.join(missing)}, which {type(self).__name__} "
+                             "does not compute (it computes NoisyScores, SlicedScores)")
+        inputs: list[LossInput] = []
+        if NoisyScores in needs:
+            inputs.append(self.noisy_scores(x, generator))
+        if SlicedScores in needs:
+            inputs.append(self.sliced_scores(x, generator))
+        return EnergyBatch(*inputs)
+
+    def noisy_scores(self, x: Tensor, generator: torch.Generator | None) -> NoisyScores:
+        r""":math:`\epsilon`, :math:`\sigma_i` and :math:`s_\theta(x + \sigma_i \epsilon)` (graph kept)."""
+        levels = self.noise_stds.to(dtype=x.dtype)
+        if len(levels) == 1:
+            sigma = levels.expand(x.shape[0])
+        else:
+            sigma = levels[torch.randint(len(levels), (x.shape[0],), generator=generator, device=x.device)]
+        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        noisy = (x + sigma.reshape(-1, *([1] * (x.dim() - 1))) * noise).requires_grad_(True)
+        (grad,) = torch.autograd.grad(self.model(noisy).sum(), noisy, create_graph=True)
+        return NoisyScores(noise=noise, noise_std=sigma, score=-grad)
+
+    def sliced_scores(self, x: Tensor, generator: torch.Generator | None) -> SlicedScores:
+        r""":math:`v`, :math:`s_\theta(x)` and :math:`v^\top \nabla_x s_\theta(x)\, v` (graphs kept)."""
+        v = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        if self.projection == "rademacher":
+            v = v.sign()
+        x = x.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(self.model(x).sum(), x, create_graph=True)
+        score = -grad
+        (jacobian_v,) = torch.autograd.grad((score * v).sum(), x, create_graph=True)
+        return SlicedScores(projection=v, score=score, projected_jacobian=(jacobian_v * v).flatten(1).sum(1))
+
+    def extra_repr(self) -> str:
+        return f"event_shape={self.event_shape}, projection={self.projection!r}"
