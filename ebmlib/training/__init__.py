@@ -15,11 +15,12 @@ schedules, loggers, exact resume and multi-process training.
 ========================  ===============================================================
 """
 
-from . import budget, callbacks, distributed, divergence, loggers, loop, progress, resume, schedules
+from . import budget, callbacks, distributed, divergence, ema, loggers, loop, progress, resume, schedules
 from .budget import Budget, MetricWindow, Stopwatch
 from .callbacks import Callback, Evaluation, StepFunction
 from .distributed import DistributedError
 from .divergence import DivergenceError, DivergenceGuard
+from .ema import ExponentialMovingAverage
 from .loggers import CSVLogger, TensorBoardLogger
 from .loop import Trainer, resolve_device, unpack_batch
 from .progress import ProgressBar
@@ -28,7 +29,7 @@ from .schedules import Constant, CosineDecay, LearningRateSchedule, LinearWarmUp
 __all__ = [
     "Trainer", "resolve_device", "unpack_batch", "Budget", "Stopwatch", "MetricWindow",
     "Callback", "StepFunction", "Evaluation", "ProgressBar", "CSVLogger", "TensorBoardLogger",
-    "DivergenceGuard", "DivergenceError", "DistributedError",
+    "DivergenceGuard", "DivergenceError", "DistributedError", "ExponentialMovingAverage",
     "LearningRateSchedule", "Constant", "CosineDecay", "LinearWarmUp",
-    "budget", "callbacks", "distributed", "divergence", "loggers", "loop", "progress", "resume", "schedules",
+    "budget", "callbacks", "distributed", "divergence", "ema", "loggers", "loop", "progress", "resume", "schedules",
 ]
