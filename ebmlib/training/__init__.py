@@ -2,16 +2,16 @@
 schedules, loggers, exact resume and multi-process training.
 
 ========================  ===============================================================
-:mod:`.loop`              :class:`Trainer`: the loop, checkpoints
-:mod:`.budget`            :class:`Budget`, :class:`Stopwatch`, :class:`MetricWindow`
-:mod:`.callbacks`         :class:`Callback` (named hooks with checkpointed state), :class:`Evaluation`
-:mod:`.divergence`        :class:`DivergenceGuard`
-:mod:`.schedules`         learning-rate schedules, the one writer of the learning rate
-:mod:`.progress`          :class:`ProgressBar`
-:mod:`.loggers`           :class:`CSVLogger`, :class:`TensorBoardLogger`
-:mod:`.lightning`         :class:`~ebmlib.training.lightning.RecipeModule`: any recipe under PyTorch Lightning
-:mod:`.resume`            RNG states, loader replay: what makes a resume exact
-:mod:`.distributed`       the multi-process lifecycle (``torchrun``)
+``loop``                  :class:`Trainer`: the loop, checkpoints
+``budget``                :class:`Budget`, :class:`Stopwatch`, :class:`MetricWindow`
+``callbacks``             :class:`Callback` (named hooks with checkpointed state), :class:`Evaluation`
+``divergence``            :class:`DivergenceGuard`
+``schedules``             learning-rate schedules, the one writer of the learning rate
+``progress``              :class:`ProgressBar`
+``loggers``               :class:`CSVLogger`, :class:`TensorBoardLogger`
+``lightning``             :class:`~ebmlib.training.lightning.RecipeModule`: any recipe under PyTorch Lightning
+``resume``                RNG states, loader replay: what makes a resume exact
+``distributed``           the multi-process lifecycle (``torchrun``)
 ========================  ===============================================================
 """
 

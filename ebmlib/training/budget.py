@@ -115,7 +115,7 @@ class Stopwatch:
 
 
 class MetricWindow:
-    """Metric sums over the steps since the last read, kept on the device; :meth:`means` reads them once.
+    """Metric sums over the steps since the last read, kept on the device; ``means()`` reads them once.
 
     Parameters
     ----------

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import pathlib
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from torch import Tensor
@@ -21,19 +21,19 @@ class Callback:
 
     The trainer calls, in the order the callbacks were given:
 
-    ==================================  ================================================================
-    ``on_fit_start(trainer)``           :meth:`~ebmlib.training.Trainer.fit` begins (after a resume too)
-    ``on_step_end(trainer, metrics)``   after every training step; ``metrics`` are device tensors (read
-                                        them here and the step waits for the device)
-    ``on_step_error(trainer, error)``   a step raised; return ``True`` if handled (the step is dropped)
-    ``on_sync(trainer)``                every process is at the same point and host reads are expected:
-                                        before each metric read and each checkpoint
-    ``on_log(trainer, row)``            a new row of :attr:`~ebmlib.training.Trainer.history` (floats)
-    ``on_epoch_end(trainer)``           an epoch was completed
-    ``on_evaluation(trainer, results)`` an evaluation finished (floats)
-    ``on_save(trainer, path)``          a checkpoint was written
-    ``on_fit_end(trainer)``             ``fit`` returns or raises
-    ==================================  ================================================================
+    ====================================  ================================================================
+    ``on_fit_start(trainer)``             :meth:`~ebmlib.training.Trainer.fit` begins (after a resume too)
+    ``on_step_end(trainer, metrics)``     after every training step; ``metrics`` are device tensors (read
+                                          them here and the step waits for the device)
+    ``on_step_error(trainer, error)``     a step raised; return ``True`` if handled (the step is dropped)
+    ``on_sync(trainer)``                  every process is at the same point and host reads are expected:
+                                          before each metric read and each checkpoint
+    ``on_log(trainer, row)``              a new row of :attr:`~ebmlib.training.Trainer.history` (floats)
+    ``on_epoch_end(trainer)``             an epoch was completed
+    ``on_evaluation(trainer, results)``   an evaluation finished (floats)
+    ``on_save(trainer, path)``            a checkpoint was written
+    ``on_fit_end(trainer)``               ``fit`` returns or raises
+    ====================================  ================================================================
 
     :meth:`state_dict` is saved in every checkpoint under :attr:`state_key`
     and given back to :meth:`load_state_dict` on resume, so a callback with
@@ -83,7 +83,7 @@ class Callback:
     def on_evaluation(self, trainer: Trainer, results: Mapping[str, float]) -> None:
         """An evaluation finished."""
 
-    def on_save(self, trainer: Trainer, path: Path) -> None:
+    def on_save(self, trainer: Trainer, path: pathlib.Path) -> None:
         """A checkpoint was written to ``path`` (by process 0)."""
 
     def on_fit_end(self, trainer: Trainer) -> None:
@@ -95,9 +95,6 @@ class Callback:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore :meth:`state_dict`."""
-
-
-StepHook = Callable[["Trainer", Mapping[str, Tensor]], None]
 
 
 class StepFunction(Callback):
@@ -115,7 +112,7 @@ class StepFunction(Callback):
     ([['loss']], 'StepFunction:<lambda>')
     """
 
-    def __init__(self, function: StepHook) -> None:
+    def __init__(self, function: Callable[[Trainer, Mapping[str, Tensor]], None]) -> None:
         self.function = function
 
     @property

@@ -55,7 +55,7 @@ class DivergenceGuard(Callback):
     clear, it takes an in-memory snapshot of the recipe's ``state_dict`` and
     of its optimizers': the last good state. If one is set, every process
     restores its snapshot, asks the learning-rate schedule to scale the
-    learning rates by ``lr_factor`` (:meth:`~ebmlib.training.schedules.LearningRateSchedule.scale_by`:
+    learning rates by ``lr_factor`` (:meth:`~ebmlib.training.LearningRateSchedule.scale_by`:
     the guard never writes a learning rate itself), restarts the recipe's
     chains (:meth:`~ebmlib.recipes.Recipe.restart_chains`, if
     ``restart_chains``) and logs a warning to the ``"ebmlib"`` logger; after

@@ -20,7 +20,7 @@ __all__ = ["RecipeModule"]
 
 
 class RecipeModule(lightning.LightningModule):
-    """A :class:`lightning.LightningModule` whose training step is the recipe's, for users with a Lightning stack.
+    """A ``lightning.LightningModule`` whose training step is the recipe's, for users with a Lightning stack.
 
     Lightning's ``Trainer`` then brings its loggers, callbacks, checkpoints
     and accelerators; the recipe keeps doing its own optimisation (manual

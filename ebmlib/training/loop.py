@@ -20,7 +20,7 @@ from ..checkpoint import (
 )
 from ..recipes import Recipe
 from .budget import Budget, MetricWindow, Stopwatch
-from .callbacks import Callback, Evaluation, StepFunction, StepHook
+from .callbacks import Callback, Evaluation, StepFunction
 from .distributed import (
     DataParallel,
     DistributedError,
@@ -189,7 +189,7 @@ class Trainer:
         device: str | torch.device = "auto",
         seed: int = 0,
         checkpoint_dir: str | os.PathLike[str] | None = None,
-        callbacks: Sequence[Callback | StepHook] = (),
+        callbacks: Sequence[Callback | Callable[[Trainer, Mapping[str, Tensor]], None]] = (),
         evaluate: Callable[[Recipe], Mapping[str, Any]] | None = None,
         eval_every: int | None = None,
         progress: bool = True,

@@ -23,13 +23,13 @@ class ProgressBar(Callback):
     """A tqdm bar over the training steps (process 0 only), with the window means of chosen metrics.
 
     Metrics are chosen by glob patterns over their names and labelled by
-    :func:`short_labels`, so the bar knows nothing of any recipe's term names.
+    :func:`~ebmlib.training.progress.short_labels`, so the bar knows nothing of any recipe's term names.
     Evaluations are written below the bar.
 
     Parameters
     ----------
     show : sequence of str
-        Glob patterns (:mod:`fnmatch`) of the metric names to show; the
+        Glob patterns (``fnmatch``) of the metric names to show; the
         default shows the loss, its terms, accuracies and energy gaps.
 
     Examples

@@ -9,7 +9,8 @@ A schedule sets every parameter group's learning rate to
 where ``base_lr`` is the group's learning rate when training started, ``step``
 the number of optimizer steps done, ``spent`` the fraction of the training
 budget spent (steps or time, whichever is further, as agreed by all processes),
-and ``scale`` the product of the reductions asked for by :meth:`scale_by` (the
+and ``scale`` the product of the reductions asked for by
+:meth:`~ebmlib.training.LearningRateSchedule.scale_by` (the
 :class:`~ebmlib.training.DivergenceGuard` halves it after a recovery). As with
 :class:`torch.optim.lr_scheduler.LRScheduler`, the learning rate of step ``k``
 (0-based) is :math:`f(k, \cdot)`: set before the first step, and after each
@@ -133,7 +134,7 @@ class LearningRateSchedule(Callback):
 
 
 class Constant(LearningRateSchedule):
-    """The learning rates the optimizers were built with (times :attr:`scale`): :math:`f = 1`.
+    """The learning rates the optimizers were built with (times ``scale``): :math:`f = 1`.
 
     The :class:`~ebmlib.training.Trainer`'s schedule when none is given.
 
