@@ -5,7 +5,8 @@ expected calibration error), :mod:`~ebmlib.evaluation.ood` (JEM's OOD scores and
 AUROC), :mod:`~ebmlib.evaluation.sample_quality` (Frechet distance in the features
 of an independent classifier, class recognition), :mod:`~ebmlib.evaluation.mmd`,
 :mod:`~ebmlib.evaluation.trajectories` (chains seen every few steps) and
-:mod:`~ebmlib.evaluation.pictures` (image grids, chains from noise, energy histograms, training curves);
+:mod:`~ebmlib.evaluation.pictures` (image grids, chains from noise, energy histograms, training curves),
+:mod:`~ebmlib.evaluation.landscapes` (2D energy landscapes with samples, chain traces);
 :mod:`~ebmlib.evaluation.report` runs them all on a classifier energy (JEM).
 For samplers and energies: :mod:`~ebmlib.evaluation.mcmc_diagnostics` (per-chain ESS,
 split-R-hat), :mod:`~ebmlib.evaluation.stein` (kernel Stein discrepancy),
@@ -16,6 +17,7 @@ split-R-hat), :mod:`~ebmlib.evaluation.stein` (kernel Stein discrepancy),
 from .ais import AISResult, AnnealedEnergy, annealed_importance_sampling
 from .calibration import TemperatureScaled, fit_temperature
 from .classification import accuracy, batched, expected_calibration_error
+from .landscapes import energy_grid, plot_chain_traces, plot_energy_landscape, save_chain_traces, save_energy_landscape
 from .mcmc_diagnostics import effective_sample_size, split_r_hat
 from .mmd import mmd
 from .ood import OOD_SCORES, OOD_TRANSFORMS, auroc, flipped, inverted, ood_auroc, ood_scores, uniform_noise
@@ -48,6 +50,7 @@ __all__ = [
     "frechet_distance", "feature_frechet_distance", "FeatureClassifier", "train_feature_classifier",
     "recognition_rate",
     "chain_trajectory",
+    "energy_grid", "plot_energy_landscape", "save_energy_landscape", "plot_chain_traces", "save_chain_traces",
     "image_grid", "save_image_grid", "save_chain_evolution", "save_sample_comparison", "save_energy_histogram",
     "save_training_curves", "training_curve_panels",
     "evaluate_classifier_energy", "evaluate_jem", "ClassifierEnergyReport", "save_report_pictures",
