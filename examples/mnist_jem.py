@@ -96,7 +96,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--step-size", type=positive(float), default=1.0, help="SGLD step size (gradient scale)")
     p.add_argument("--noise-std", type=positive(float), default=0.01, help="SGLD noise standard deviation")
     p.add_argument("--sgld-steps", type=positive(int), default=20, help="SGLD steps per training iteration")
-    p.add_argument("--precision", choices=("fp32", "bf16"), default="bf16", help="SGLD gradient precision")
+    p.add_argument("--precision", choices=("full", "bf16"), default="bf16", help="SGLD gradient precision")
     p.add_argument("--buffer-size", type=positive(int), default=2000, help="replay-buffer chains (split over classes)")
     p.add_argument("--chain-start", choices=("noise", "class-gaussian"), default="noise",
                    help="where buffer chains start and restart: U(-1, 1) noise or per-class Gaussians (JEM++)")
@@ -104,6 +104,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--regularization", type=float, default=0.1, help="weight of the energy L2 penalty")
     p.add_argument("--p-x-weight", type=float, default=1.0, help="weight of the unconditional log p(x) term")
     p.add_argument("--p-x-given-y-weight", type=float, default=1.0, help="weight of the class-conditional term")
+    p.add_argument("--shared-negatives", action=argparse.BooleanOptionalAction, default=True,
+                   help="class-conditional chains are the negatives of both CD terms (half the sampling)")
     p.add_argument("--input-noise", type=float, default=0.03, help="std of the Gaussian noise added to data")
     p.add_argument("--eval-steps", type=positive(int), default=256, help="SGLD steps of the evaluation's chains")
     p.add_argument("--n-eval-samples", type=positive(int), default=500, help="chains per start in the evaluation")
@@ -137,7 +139,8 @@ def build_recipe(args: argparse.Namespace, images: torch.Tensor, labels: torch.T
     loss = jem_loss(p_x_weight=args.p_x_weight, p_x_given_y_weight=args.p_x_given_y_weight,
                     regularization_weight=args.regularization)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-    return JEM(model, sampler, buffer, optimizer, loss, input_noise_std=args.input_noise)
+    return JEM(model, sampler, buffer, optimizer, loss, input_noise_std=args.input_noise,
+               shared_negatives=args.shared_negatives)
 
 
 def load_splits(args: argparse.Namespace) -> tuple[torch.Tensor, ...]:

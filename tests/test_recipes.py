@@ -11,7 +11,7 @@ from torch import nn
 from ebmlib.buffers import GaussianInit, ReplayBuffer, UniformInit
 from ebmlib.data import sample_toy
 from ebmlib.evaluation import mmd
-from ebmlib.losses import ContrastiveDivergence, CrossEntropy, EnergyRegularization, WeightedSum
+from ebmlib.losses import ConditionalEnergies, ContrastiveDivergence, Energies, CrossEntropy, EnergyRegularization, WeightedSum
 from ebmlib.models import MLP, ClassifierEnergy, NetworkEnergy
 from ebmlib.recipes import EBM, JEM, ShortRunEBM, jem_loss
 from ebmlib.samplers import HMC, MALA, Langevin
@@ -96,6 +96,23 @@ def test_jem_uses_one_forward_pass_per_step_for_every_term():
     calls = count_calls(jem.model.network)
     jem.training_step(*bars(8, torch.Generator().manual_seed(0)))
     assert calls[0] == 2 * 2 + 1  # two chains of 2 steps (unconditional, conditional) + one shared pass
+
+
+def test_shared_negatives_sample_one_set_of_conditional_chains_for_both_terms():
+    loss = jem_loss(p_x_weight=1.0, p_x_given_y_weight=1.0, regularization_weight=0.1)
+    jem = tiny_jem(loss=loss, sampler=Langevin(0.1, n_steps=2))
+    jem.shared_negatives = True
+    calls = count_calls(jem.model.network)
+    inputs = []
+    jem.loss.register_forward_pre_hook(lambda module, args: inputs.append(args[0]))
+    metrics = jem.training_step(*bars(8, torch.Generator().manual_seed(0)), generator=torch.Generator().manual_seed(1))
+    assert calls[0] == 2 + 1  # one chain of 2 steps (conditional) + one shared pass
+    batch = inputs[0]
+    energies, conditional = batch[Energies], batch[ConditionalEnergies]
+    assert energies.negative.shape == conditional.negative.shape == (8,)
+    # E(x-) = -logsumexp f(x-) <= E(x-, y-) = -f(x-)[y-] for the same chains
+    assert bool((energies.negative <= conditional.negative + 1e-6).all())
+    assert all(torch.isfinite(v) for v in metrics.values())
 
 
 def test_classification_only_loss_draws_no_negatives():

@@ -92,6 +92,12 @@ class JEM(EBM):
         Default :func:`jem_loss` ``()``: cross-entropy + CD.
     input_noise_std : float
         JEM adds noise of std 0.03 to data.
+    shared_negatives : bool
+        When the loss reads both unconditional and class-conditional energies,
+        sample only the class-conditional chains :math:`x^- \sim p(x \mid y^-)`,
+        :math:`y^- \sim \mathcal{U}\{0..K-1\}`, and use them as the negatives of
+        both terms: their mixture over classes is :math:`p(x)` when the model's
+        :math:`p(y)` is uniform, and one set of chains costs half the sampling.
 
     Examples
     --------
@@ -120,8 +126,10 @@ class JEM(EBM):
         optimizer: torch.optim.Optimizer,
         loss: Loss | None = None,
         input_noise_std: float = 0.0,
+        shared_negatives: bool = False,
     ) -> None:
         super().__init__(model, sampler, buffer, optimizer, jem_loss() if loss is None else loss, input_noise_std)
+        self.shared_negatives = shared_negatives
         if buffer.n_classes is not None and buffer.n_classes != model.n_classes:
             raise ValueError(f"buffer.n_classes={buffer.n_classes} differs from model.n_classes={model.n_classes}")
 
@@ -136,7 +144,8 @@ class JEM(EBM):
         """Logits, unconditional and conditional energies from one forward pass over data and all negatives."""
         self.check_computable(needs, {Energies, ConditionalEnergies, Classification})
         parts = [x]
-        if Energies in needs:
+        shared = self.shared_negatives and ConditionalEnergies in needs
+        if Energies in needs and not shared:
             parts.append(self.negatives(x.shape[0], None, generator))
         if ConditionalEnergies in needs:
             assert y is not None  # checked by training_step
@@ -149,7 +158,7 @@ class JEM(EBM):
             assert y is not None
             inputs.append(Classification(logits[0], y))
         if Energies in needs:
-            inputs.append(Energies(energy(logits[0]), energy(logits[1])))
+            inputs.append(Energies(energy(logits[0]), energy(logits[1])))  # logits[1] is logits[-1] when shared
         if ConditionalEnergies in needs:
             inputs.append(ConditionalEnergies(energy(logits[0], y), energy(logits[-1], negative_labels)))
         return EnergyBatch(*inputs)
