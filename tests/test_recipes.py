@@ -11,7 +11,14 @@ from torch import nn
 from ebmlib.buffers import GaussianInit, ReplayBuffer, UniformInit
 from ebmlib.data import sample_toy
 from ebmlib.evaluation import mmd
-from ebmlib.losses import ConditionalEnergies, ContrastiveDivergence, Energies, CrossEntropy, EnergyRegularization, WeightedSum
+from ebmlib.losses import (
+    ConditionalEnergies,
+    ContrastiveDivergence,
+    CrossEntropy,
+    Energies,
+    EnergyRegularization,
+    WeightedSum,
+)
 from ebmlib.models import MLP, ClassifierEnergy, NetworkEnergy
 from ebmlib.recipes import EBM, JEM, ShortRunEBM, jem_loss
 from ebmlib.samplers import HMC, MALA, Langevin
