@@ -145,6 +145,9 @@ def shutdown() -> None:
 def distributed(device: torch.device | str = "cpu", timeout: float = 600.0) -> Iterator[ProcessInfo]:
     """:func:`init_distributed` on entry, :func:`shutdown` on exit (also on errors).
 
+    On a normal exit the processes first meet at a barrier, so none tears the
+    group down while another still talks to it.
+
     Examples
     --------
     >>> with distributed("cpu") as process:
@@ -154,6 +157,7 @@ def distributed(device: torch.device | str = "cpu", timeout: float = 600.0) -> I
     info = init_distributed(device, timeout)
     try:
         yield info
+        barrier("waiting for every process to finish before leaving the process group")
     finally:
         shutdown()
 
