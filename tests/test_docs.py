@@ -28,8 +28,9 @@ import ebmlib
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 SCRIPTS = DOCS / "scripts"
-MNIST_PICTURES = ("samples_buffer.png", "samples_fresh.png", "samples_conditional.png", "chain_evolution.png",
+MNIST_PICTURES = ("chain_evolution.png", "samples_conditional.png", "samples_unconditional.png", "energy_histogram.png",
                   "training_curves.png")
+"""The pictures examples/mnist_jem.py writes, in the order the MNIST page shows them (chains from noise first)."""
 
 
 # ------------------------------------------------------------------------------------- public symbols
@@ -260,8 +261,13 @@ def test_pages_include_existing_code_and_pictures():
 
 def test_mnist_page_shows_the_example_outputs():
     page = (DOCS / "tutorials" / "mnist_jem.rst").read_text()
-    for name in MNIST_PICTURES:
-        assert f"_static/mnist/{name}" in page
+    missing = [name for name in MNIST_PICTURES if f"_static/mnist/{name}" not in page]
+    assert not missing, f"the MNIST page lacks {missing}"
+    positions = [page.find(f"_static/mnist/{name}") for name in MNIST_PICTURES]
+    assert positions == sorted(positions), "the MNIST page shows the chains from noise first, then the others in order"
+    generated = load_script("rst_tables").mnist_pages(DOCS / "_static" / "mnist", ROOT / "examples" / "mnist_jem.py")
+    for name in generated:
+        assert f".. include:: ../_generated/{name}" in page, f"the MNIST page does not include {name}"
 
 
 # ----------------------------------------------------------------------------------- the docs' helpers
@@ -273,7 +279,7 @@ def test_copy_mnist_run_copies_every_output_and_names_missing_ones(tmp_path):
         (run / name).write_text(name)
     copied = copy.copy_run(run, tmp_path / "static")
     assert sorted(p.name for p in copied) == sorted(copy.FILES) and set(copy.FILES) >= {*MNIST_PICTURES}
-    assert (tmp_path / "static" / "samples_fresh.png").read_text() == "samples_fresh.png"
+    assert (tmp_path / "static" / "samples_unconditional.png").read_text() == "samples_unconditional.png"
     (run / "chain_evolution.png").unlink()
     with pytest.raises(FileNotFoundError, match="chain_evolution.png"):
         copy.copy_run(run, tmp_path / "elsewhere")
@@ -290,6 +296,97 @@ def test_metrics_become_tables_and_a_quick_run_is_flagged():
     assert ".. warning::" in tables.run_summary(metrics)
     assert ".. warning::" not in tables.run_summary({**metrics, "settings": {"quick": False}})
     json.dumps(metrics)  # the helper takes what metrics.json holds
+
+
+def test_copy_mnist_runs_keeps_every_seeds_metrics_and_removes_an_older_copy(tmp_path):
+    copy = load_script("copy_mnist_run")
+    static = tmp_path / "static"
+    static.mkdir()
+    (static / "samples_fresh.png").write_text("a picture the example no longer draws")
+    (static / "metrics_run4.json").write_text("{}")
+    runs = [tmp_path / f"seed{seed}" for seed in range(3)]
+    for seed, run in enumerate(runs):
+        run.mkdir()
+        for name in copy.FILES:
+            (run / name).write_text(f"{name} of seed {seed}")
+    copy.copy_runs(runs, static)
+    assert sorted(p.name for p in static.iterdir()) == sorted(
+        [*copy.FILES, "metrics_run1.json", "metrics_run2.json", "metrics_run3.json"])
+    assert (static / "chain_evolution.png").read_text() == "chain_evolution.png of seed 0"  # the first run's pictures
+    assert (static / "metrics_run3.json").read_text() == "metrics.json of seed 2"
+    copy.copy_runs(runs[:1], static)  # one run again: the per-run metrics go
+    assert sorted(p.name for p in static.iterdir()) == sorted(copy.FILES)
+    (runs[2] / "metrics.json").unlink()
+    with pytest.raises(FileNotFoundError, match="seed2/metrics.json"):
+        copy.copy_runs(runs, static)
+    assert (static / "metrics.json").read_text() == "metrics.json of seed 0"  # nothing changed
+
+
+def mnist_metrics(seed: int, recognition: float) -> dict[str, Any]:
+    """What examples/mnist_jem.py writes, cut down to the names the MNIST page's tables read."""
+    metrics = {
+        "test_accuracy": 0.985, "test_expected_calibration_error": 0.031, "judge_test_accuracy": 0.99,
+        "ood_auroc/uniform_noise/energy": 1.0, "ood_auroc/uniform_noise/max_softmax": 0.97,
+        "ood_auroc/inverted/energy": 0.42, "ood_auroc/inverted/max_softmax": 0.8,
+        "uniform_noise/frechet_distance": 1165.0, "uniform_noise/mean_energy": 3.0, "test_images/mean_energy": -9.0,
+        "from_noise/conditional_recognition": recognition, "from_noise/frechet_distance": 93.2,
+        "from_noise/frechet_distance_ratio": 0.08, "from_noise/class_share_min": 0.061,
+        **{f"from_noise/class_share/{k}": 0.1 for k in range(10)},
+        "from_class_gaussians/conditional_recognition": 0.99, "from_class_gaussians/frechet_distance_ratio": 0.05,
+        "buffer/conditional_recognition": 0.97, "buffer/class_share_min": 0.02,
+        "steps": 1000, "epochs": 8, "training_seconds": 450.0, "wall_seconds": 570.0, "device": "cpu",
+        "settings": {"dataset": "mnist", "data_dir": "../shared/data/mnist-10k", "seed": seed, "quick": False},
+    }
+    metrics["targets"] = {"from_noise/conditional_recognition >= 0.9": recognition >= 0.9,
+                          "ood_auroc/inverted/energy >= 0.95": False, "test_accuracy >= 0.98": True}
+    return metrics
+
+
+def test_mnist_tables_read_the_examples_flat_metric_names():
+    tables = load_script("rst_tables")
+    runs = [mnist_metrics(0, 0.934), mnist_metrics(1, 0.871)]
+    targets = tables.targets_table(runs)
+    assert "   * - measure\n     - target\n     - seed 0\n     - seed 1\n" in targets
+    assert "     - >= 0.9\n     - 0.934 (pass)\n     - 0.871 (**fail**)\n" in targets
+    assert "energy-score OOD AUROC, inverted\n     - >= 0.95\n     - 0.420 (**fail**)" in targets
+    assert "- 9.5 minutes on cpu (pass)" in targets  # the wall time, from wall_seconds
+    samples = tables.samples_table(runs)
+    assert samples.index("   * - from noise\n") < samples.index("   * - from class Gaussians\n") \
+        < samples.index("   * - the replay buffer's chains\n")
+    assert "   * - from noise\n     - 0.934 / 0.871\n     - 93.2 / 93.2\n     - 0.080 / 0.080\n" in samples
+    assert "Values per run: seed 0 / 1." in samples
+    ood = tables.ood_table(runs[:1])
+    assert "     - ``energy``\n     - ``max_softmax``\n" in ood and "   * - inverted\n     - 0.420\n     - 0.800" in ood
+    shares = tables.class_share_table(runs[0])
+    assert "     - 9\n   * - from noise\n" + "     - 0.100\n" * 10 in shares
+    assert "   * - test accuracy\n     - 0.985 / 0.985" in tables.classification_table(runs)
+
+
+def test_mnist_page_shows_the_command_of_each_run():
+    tables = load_script("rst_tables")
+    defaults = tables.example_defaults(ROOT / "examples" / "mnist_jem.py")
+    assert defaults is not None, "docs/scripts/rst_tables.py can no longer read examples/mnist_jem.py's defaults"
+    settings = {**defaults[0], "data_dir": "../shared/data/mnist-10k", "seed": 2, "out": "runs/seed 2"}
+    assert tables.command_line(settings, defaults) == (
+        "python3 examples/mnist_jem.py --data-dir ../shared/data/mnist-10k --out 'runs/seed 2' --seed 2")
+    assert tables.command_line({**defaults[1], "resume": True}, defaults) == "python3 examples/mnist_jem.py --quick"
+    assert tables.command_line({**defaults[0], "generation_steps": 60}, defaults) is None  # an older example
+    assert "no command is shown" in tables.run_commands([{"settings": {"epochs": 3}}], defaults)
+
+
+def test_the_committed_mnist_run_fills_every_table():
+    # docs/_static/mnist/ holds a run of the current example (copy_mnist_run.py): every target has its
+    # measured value, every start and the buffer their row, and a smoke run says so on the page.
+    tables = load_script("rst_tables")
+    folder = DOCS / "_static" / "mnist"
+    runs = tables.load_mnist_runs(folder)
+    assert runs and all(run.get("targets") for run in runs)
+    assert all(tables.parse_target(key)[0] in run for run in runs for key in run["targets"])
+    assert {"from_noise", "buffer"} <= set(tables.sample_sets(runs))
+    pages = tables.mnist_pages(folder, ROOT / "examples" / "mnist_jem.py")
+    assert tables.MISSING not in pages["mnist_targets.inc"]
+    quick = any(run.get("settings", {}).get("quick") for run in runs)
+    assert (".. warning::" in pages["mnist_notice.inc"]) == quick
 
 
 def test_markdown_benchmark_tables_become_list_tables():
