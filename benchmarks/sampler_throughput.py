@@ -8,21 +8,30 @@ variant once, in a rotated order) and reports medians over rounds:
   update, ``detach``), the baseline; ``bare bf16``: the same loop under bf16 autocast;
 - ebmlib's ``Langevin`` in each mode: fp32 eager (the default), ``precision="bf16"``,
   ``compile_gradient=True`` (with and without bf16) and, on CUDA, ``cuda_graph=True``;
+- the same on a copy of the model in channels-last layout
+  (``model.to(memory_format=torch.channels_last)``), fp32 and bf16: on CPU the fastest path;
 - ``MALA`` and ``HMC`` (5 leapfrog steps) with the same number of gradient evaluations.
 
 and, separately, one ``JEM.training_step`` against a hand-written JEM iteration (the
 bare cost of its sampling plus one forward/backward and optimizer step of the batch).
+
+Each visit is timed twice: wall-clock time, and the process's CPU time. With ``--threads 1``
+on a machine shared with other jobs, CPU time is the steadier measure (a descheduled
+process accrues no CPU time); the report gives ratios to the bare loop for both.
 
 Usage::
 
     python3 benchmarks/sampler_throughput.py                     # full CPU run, writes results/cpu.{json,md}
     python3 benchmarks/sampler_throughput.py --quick             # batch 128, 20 steps, 3 rounds: about a minute
     python3 benchmarks/sampler_throughput.py --device cuda       # on a GPU, writes results/cuda.{json,md}
+    python3 benchmarks/sampler_throughput.py --threads 1 --batch-sizes 128 --steps 20 --rounds 7 --skip-jem \\
+        --out benchmarks/results/cpu_fastest   # the CPU fast-path comparison of benchmarks/README.md
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import functools
 import json
 import os
@@ -81,20 +90,26 @@ class Variant:
     gradient_evaluations: Callable[[int], int] = lambda n: n
 
 
+def channels_last(model: ClassifierEnergy) -> ClassifierEnergy:
+    """A copy of ``model`` with its convolution weights in channels-last layout (same values)."""
+    return copy.deepcopy(model).to(memory_format=torch.channels_last)
+
+
 def sampling_variants(model: ClassifierEnergy, device: torch.device, modes: list[str]) -> list[Variant]:
     network = model.network
+    model_cl = channels_last(model)
 
     def bare(bf16: bool) -> Callable[[int], Run]:
         return lambda n: lambda x, g: bare_sgld(network, x, n, g, bf16=bf16)
 
-    def ebmlib(make_sampler: Callable[[int], Sampler]) -> Callable[[int], Run]:
+    def ebmlib(make_sampler: Callable[[int], Sampler], on: ClassifierEnergy = model) -> Callable[[int], Run]:
         def make(n: int) -> Run:
             sampler = make_sampler(n)
-            return lambda x, g: sampler.sample(model, x, generator=g)
+            return lambda x, g: sampler.sample(on, x, generator=g)
         return make
 
-    def langevin(**fast: Any) -> Callable[[int], Run]:
-        return ebmlib(lambda n: Langevin(STEP_SIZE, NOISE_STD, n_steps=n, clamp=CLAMP, **fast))
+    def langevin(on: ClassifierEnergy = model, **fast: Any) -> Callable[[int], Run]:
+        return ebmlib(lambda n: Langevin(STEP_SIZE, NOISE_STD, n_steps=n, clamp=CLAMP, **fast), on)
 
     every = {
         "bare": Variant("bare fp32", bare(False)),
@@ -103,6 +118,10 @@ def sampling_variants(model: ClassifierEnergy, device: torch.device, modes: list
         "langevin-bf16": Variant("Langevin bf16", langevin(precision="bf16")),
         "langevin-compile": Variant("Langevin compile", langevin(compile_gradient=True)),
         "langevin-compile-bf16": Variant("Langevin compile+bf16", langevin(compile_gradient=True, precision="bf16")),
+        "langevin-cl": Variant("Langevin fp32, channels_last model", langevin(model_cl)),
+        "langevin-bf16-cl": Variant("Langevin bf16, channels_last model", langevin(model_cl, precision="bf16")),
+        "langevin-compile-bf16-cl": Variant("Langevin compile+bf16, channels_last model",
+                                            langevin(model_cl, compile_gradient=True, precision="bf16")),
         "langevin-cudagraph": Variant("Langevin cuda_graph", langevin(cuda_graph=True)),
         "langevin-cudagraph-bf16": Variant("Langevin cuda_graph+bf16", langevin(cuda_graph=True, precision="bf16")),
         # MALA: one evaluation per step plus the start; HMC: N_LEAPFROG per step plus the start.
@@ -118,7 +137,8 @@ def sampling_variants(model: ClassifierEnergy, device: torch.device, modes: list
 
 
 ALL_MODES = ["bare", "bare-bf16", "langevin", "langevin-bf16", "langevin-compile", "langevin-compile-bf16",
-             "langevin-cudagraph", "langevin-cudagraph-bf16", "mala", "hmc"]
+             "langevin-cl", "langevin-bf16-cl", "langevin-compile-bf16-cl", "langevin-cudagraph",
+             "langevin-cudagraph-bf16", "mala", "hmc"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -130,12 +150,27 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed(function: Callable[[], object], device: torch.device) -> float:
+def timed(function: Callable[[], object], device: torch.device) -> tuple[float, float, int]:
+    """Wall-clock seconds, process CPU seconds and minor page faults of one call.
+
+    Page faults are where fresh memory is mapped: glibc returns freed memory above its trim
+    threshold to the system, so a loop of large allocations maps (and zeroes) it again every
+    step, which costs CPU time (``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_`` tune it).
+    """
     synchronize(device)
-    start = time.perf_counter()
+    start, start_cpu, start_faults = time.perf_counter(), time.process_time(), minor_faults()
     function()
     synchronize(device)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - start_cpu, minor_faults() - start_faults
+
+
+def minor_faults() -> int:
+    """Minor page faults of this process so far (0 where ``resource`` is missing)."""
+    try:
+        import resource
+    except ImportError:  # not on POSIX
+        return 0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def peak_memory_mib(function: Callable[[], object], device: torch.device) -> float | None:
@@ -170,6 +205,8 @@ class Row:
     n_steps: int
     gradient_evaluations: int
     seconds: list[float] = field(default_factory=list)
+    cpu_seconds: list[float] = field(default_factory=list)  # process CPU time of the same visits
+    page_faults: list[int] = field(default_factory=list)  # minor page faults of the same visits
     first_call_s: float | None = None  # the warm-up call (compile, capture); once per variant and shape
     peak_mib: float | None = None
     median_s: float = 0.0
@@ -177,6 +214,7 @@ class Row:
     chain_steps_per_s: float = 0.0
     ratio_to_bare: float = 0.0
     ratio_to_bare_of_minima: float = 0.0  # min over rounds: less sensitive to other load on the machine
+    ratio_to_bare_cpu: float = 0.0  # medians of CPU time: with one thread, steady under other load
 
 
 def summarize(rows: list[Row], baseline: str) -> None:
@@ -190,6 +228,8 @@ def summarize(rows: list[Row], baseline: str) -> None:
         row.ratio_to_bare = row.ms_per_evaluation / base.ms_per_evaluation
         row.ratio_to_bare_of_minima = (min(row.seconds) / row.gradient_evaluations) / (
             min(base.seconds) / base.gradient_evaluations)
+        row.ratio_to_bare_cpu = (statistics.median(row.cpu_seconds) / row.gradient_evaluations) / (
+            statistics.median(base.cpu_seconds) / base.gradient_evaluations)
 
 
 Case = tuple[Row, Callable[[], object], tuple[object, ...]]  # row, run, warm-up key
@@ -205,13 +245,16 @@ def interleaved(cases: list[Case], rounds: int, device: torch.device) -> None:
     for row, run, warm_key in cases:
         if warm_key not in warmed:
             warmed.add(warm_key)
-            row.first_call_s = timed(run, device)
+            row.first_call_s = timed(run, device)[0]
             print(f"  warm-up {row.variant:30s} B={row.batch_size:<4d} steps={row.n_steps:<3d} "
                   f"{row.first_call_s:7.2f} s", file=sys.stderr, flush=True)
     for r in range(rounds):
         shift = r % len(cases)
         for row, run, _ in cases[shift:] + cases[:shift]:
-            row.seconds.append(timed(run, device))
+            wall, cpu, faults = timed(run, device)
+            row.seconds.append(wall)
+            row.cpu_seconds.append(cpu)
+            row.page_faults.append(faults)
         print(f"  round {r + 1}/{rounds} done", file=sys.stderr, flush=True)
 
 
@@ -252,9 +295,10 @@ def benchmark_sampling(args: argparse.Namespace, device: torch.device) -> list[R
     return rows
 
 
-def jem_recipe(device: torch.device, sampler: Langevin) -> JEM:
+def jem_recipe(device: torch.device, sampler: Langevin,
+               memory_format: torch.memory_format = torch.contiguous_format) -> JEM:
     """The MNIST example's JEM: CE + class-conditional CD + energy L2, per-class replay buffer."""
-    model = build_model(device)
+    model = build_model(device).to(memory_format=memory_format)
     buffer = ReplayBuffer(10000, UniformInit((1, 28, 28)), 0.05, n_classes=10,
                           generator=torch.Generator().manual_seed(0))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -311,6 +355,8 @@ def benchmark_jem(args: argparse.Namespace, device: torch.device) -> list[Row]:
         "JEM.training_step fp32": lambda: library(jem_recipe(device, sampler())),
         "bare JEM iteration bf16": lambda: bare_jem_iteration(jem_recipe(device, sampler()), n_steps, True),
         "JEM.training_step bf16 sampler": lambda: library(jem_recipe(device, sampler(precision="bf16"))),
+        "JEM.training_step bf16 sampler, channels_last model":
+            lambda: library(jem_recipe(device, sampler(precision="bf16"), memory_format=torch.channels_last)),
     }
     if device.type == "cuda":
         makers["JEM.training_step cuda_graph"] = lambda: library(jem_recipe(device, sampler(cuda_graph=True)))
@@ -326,6 +372,8 @@ def benchmark_jem(args: argparse.Namespace, device: torch.device) -> list[Row]:
     rows = [row for row, _, _ in cases]
     for row in rows:
         row.seconds = [s / 2 for s in row.seconds]  # two iterations per visit
+        row.cpu_seconds = [s / 2 for s in row.cpu_seconds]
+        row.page_faults = [f // 2 for f in row.page_faults]
     summarize(rows, "bare JEM iteration fp32")
     return rows
 
@@ -349,22 +397,32 @@ def machine(device: torch.device) -> dict[str, object]:
         "cpu": cpu, "cpu_bf16_flags": flags, "logical_cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__, "python": platform.python_version(), "platform": platform.platform(),
         "device": str(device), "load_average_start": os.getloadavg(),
+        "allocator_settings": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")},
     }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
 
 
+def faults_per(row: Row, sampling: bool) -> float:
+    """Median minor page faults per gradient evaluation (sampling) or per iteration."""
+    if not row.page_faults:
+        return 0.0
+    return statistics.median(row.page_faults) / (row.gradient_evaluations if sampling else 1)
+
+
 def table(rows: list[Row], per: str) -> str:
-    lines = [f"| variant | batch | steps | {per}/s | ms per {per} | ratio to bare fp32 | ratio of minima | peak MiB "
-             "| first call s |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [f"| variant | batch | steps | {per}/s | ms per {per} | ratio to bare fp32 | ratio of minima "
+             f"| ratio of CPU time | page faults per {per.split('-')[-1]} | peak MiB | first call s |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         peak = "n/a" if r.peak_mib is None else f"{r.peak_mib:.0f}"
         first = "" if r.first_call_s is None else f"{r.first_call_s:.1f}"
         sampling = per == "sample-step"
         rate, ms = (r.chain_steps_per_s, r.ms_per_evaluation) if sampling else (1 / r.median_s, 1e3 * r.median_s)
         lines.append(f"| {r.variant} | {r.batch_size} | {r.n_steps} | {rate:,.1f} | {ms:.2f} | "
-                     f"{r.ratio_to_bare:.3f} | {r.ratio_to_bare_of_minima:.3f} | {peak} | {first} |")
+                     f"{r.ratio_to_bare:.3f} | {r.ratio_to_bare_of_minima:.3f} | {r.ratio_to_bare_cpu:.3f} | "
+                     f"{faults_per(r, sampling):,.0f} | {peak} | {first} |")
     return "\n".join(lines)
 
 
@@ -379,11 +437,15 @@ def markdown(report: dict, sampling: list[Row], jem: list[Row]) -> str:
         f"- load average (1/5/15 min) at start {fmt_load(m['load_average_start'])}, "
         f"at end {fmt_load(m['load_average_end'])}; {report['rounds']} interleaved rounds, medians; "
         f"total {report['total_s'] / 60:.1f} min",
+        f"- C allocator settings: {allocator_settings(m)}",
         "- network: SwishCNN(width=32) as ClassifierEnergy on 28x28 inputs; SGLD step 1.0, noise 0.01, clamp [-1, 1]",
         "",
     ]
     columns = ("*Ratio to bare fp32*: median time over the bare fp32 loop's median, at the same batch size and "
                "steps; *ratio of minima*: the same with the fastest round of each, less sensitive to other load; "
+               "*ratio of CPU time*: the same with medians of the process's CPU time, steady under other load when "
+               "torch runs one thread; *page faults*: median minor page faults (freshly mapped memory, which "
+               "the C allocator hands back and maps again) per step, their cost is in the times; "
                "*peak MiB*: tensor memory allocated above the starting level during a short run; *first call*: "
                "the uncounted warm-up call (compilation, graph capture), once per variant and shape.")
     if sampling:
@@ -399,6 +461,12 @@ def markdown(report: dict, sampling: list[Row], jem: list[Row]) -> str:
                   + columns, "",
                   table(jem, "iteration"), ""]
     return "\n".join(parts)
+
+
+def allocator_settings(machine_info: dict[str, Any]) -> str:
+    """The ``MALLOC_*`` environment of the run, or the default."""
+    settings = machine_info.get("allocator_settings") or {}
+    return " ".join(f"{k}={v}" for k, v in settings.items()) or "glibc defaults (no MALLOC_* variables)"
 
 
 def fmt_load(load: Any) -> str:

@@ -187,6 +187,51 @@ def test_bf16_langevin_recovers_gaussian_moments():
     gaussian_moments_check(Langevin(step_size=0.01, precision="bf16"), LinearGaussian())
 
 
+# --- the fastest CPU path: bf16 on a model in channels-last layout ----------------------------------
+
+
+class ConvGaussian(EnergyModel):
+    """Images ``(B, 2, 3, 3)`` whose pixels are independent N(MEAN[c], VARIANCE[c]) in channel c:
+    E(x) = 0.5 ||conv1x1(x)||^2, a diagonal 1x1 convolution (so autocast runs it in bf16, on
+    channels-last weights when the model is converted)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(2, 2, 1)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.diag(VARIANCE.rsqrt()).view(2, 2, 1, 1))
+            self.conv.bias.copy_(-VARIANCE.rsqrt() * MEAN)
+
+    def energy(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        return 0.5 * self.conv(x).float().pow(2).flatten(1).sum(1)
+
+
+def test_bf16_langevin_on_a_channels_last_model_recovers_gaussian_moments():
+    # 2000 chains of 3x3 images, step 0.01, 1500 steps from 0; per channel, the 18000 pixels give
+    # standard errors of 0.01 (mean) and 1.1% (variance): mean within 0.08, variance within 8% as in
+    # gaussian_moments_check (statistics plus the step-size bias of at most 1%).
+    model = ConvGaussian().to(memory_format=torch.channels_last)
+    assert model.conv.weight.is_contiguous(memory_format=torch.channels_last)
+    x0 = torch.zeros(2000, 2, 3, 3).contiguous(memory_format=torch.channels_last)
+    x = Langevin(step_size=0.01, precision="bf16").sample(model, x0, n_steps=1500,
+                                                          generator=torch.Generator().manual_seed(0))
+    per_channel = x.transpose(0, 1).reshape(2, -1)
+    torch.testing.assert_close(per_channel.mean(1), MEAN, atol=0.08, rtol=0)
+    torch.testing.assert_close(per_channel.var(1), VARIANCE, rtol=0.08, atol=0)
+
+
+def test_bf16_sgld_on_the_channels_last_mnist_network_tracks_full_precision():
+    # As test_bf16_sgld_chains_on_the_mnist_network_end_at_the_same_energies, with the network in
+    # channels-last layout (the benchmark's fastest CPU path): the same tolerances hold.
+    model, x0 = mnist_energy(), images(32)
+    kwargs = dict(step_size=1.0, noise_std=0.01, n_steps=20, clamp=(-1.0, 1.0))
+    full = Langevin(**kwargs).sample(model, x0, generator=torch.Generator().manual_seed(0))
+    fast_model = mnist_energy().to(memory_format=torch.channels_last)
+    fast = Langevin(**kwargs, precision="bf16").sample(fast_model, x0, generator=torch.Generator().manual_seed(0))
+    assert float((fast - full).abs().max()) < 0.01
+    torch.testing.assert_close(energy_and_grad(model, fast)[0], energy_and_grad(model, full)[0], atol=1e-3, rtol=0)
+
+
 # --- torch.compile of the energy-gradient evaluation ------------------------------------------------
 
 

@@ -51,6 +51,10 @@ class Langevin(Sampler):
     JEM decouples the two (``step_size=1, noise_std=0.01``), which samples a
     colder distribution but mixes far faster on images.
 
+    Every number must be finite (``step_size``, ``noise_std``, ``grad_clip``)
+    and ``n_steps`` an integer; anything else is a ``ValueError`` or
+    ``TypeError`` naming the argument.
+
     Parameters
     ----------
     step_size : float
@@ -75,10 +79,6 @@ class Langevin(Sampler):
         See :class:`~ebmlib.samplers.Sampler` for what each fast path keeps and costs.
     check_finite : bool
         Raise ``FloatingPointError`` when a :meth:`sample` call ends with NaN or Inf chains.
-
-    All numbers must be finite (``step_size``, ``noise_std``, ``grad_clip``) and
-    ``n_steps`` an integer; anything else is a ``ValueError`` or ``TypeError``
-    naming the argument.
 
     Examples
     --------
