@@ -6,6 +6,7 @@ schedules, loggers, exact resume and multi-process training.
 ``budget``                :class:`Budget`, :class:`Stopwatch`, :class:`MetricWindow`
 ``callbacks``             :class:`Callback` (named hooks with checkpointed state), :class:`Evaluation`
 ``divergence``            :class:`DivergenceGuard`
+``ema``                   :class:`ExponentialMovingAverage` of the weights
 ``schedules``             learning-rate schedules, the one writer of the learning rate
 ``progress``              :class:`ProgressBar`
 ``loggers``               :class:`CSVLogger`, :class:`TensorBoardLogger`
