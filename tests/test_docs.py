@@ -353,13 +353,16 @@ def test_mnist_tables_read_the_examples_flat_metric_names():
     samples = tables.samples_table(runs)
     assert samples.index("   * - from noise\n") < samples.index("   * - from class Gaussians\n") \
         < samples.index("   * - the replay buffer's chains\n")
-    assert "   * - from noise\n     - 0.934 / 0.871\n     - 93.2 / 93.2\n     - 0.080 / 0.080\n" in samples
-    assert "Values per run: seed 0 / 1." in samples
+    assert ("   * - from noise\n     - | 0\n       | 1\n     - | 0.934\n       | 0.871\n     - | 93.2\n       | 93.2\n"
+            "     - | 0.080\n       | 0.080\n") in samples  # a seed column, then one line per run in every cell
+    assert "Each cell lists the runs from top to bottom: seed 0, 1." in samples
     ood = tables.ood_table(runs[:1])
     assert "     - ``energy``\n     - ``max_softmax``\n" in ood and "   * - inverted\n     - 0.420\n     - 0.800" in ood
     shares = tables.class_share_table(runs[0])
     assert "     - 9\n   * - from noise\n" + "     - 0.100\n" * 10 in shares
-    assert "   * - test accuracy\n     - 0.985 / 0.985" in tables.classification_table(runs)
+    classification = tables.classification_table(runs)
+    assert "     - seed 0\n     - seed 1\n" in classification and "   * - test accuracy\n     - 0.985\n     - 0.985" \
+        in classification
 
 
 def test_mnist_page_shows_the_command_of_each_run():

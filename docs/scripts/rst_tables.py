@@ -23,11 +23,12 @@ from typing import Any
 
 
 def list_table(header: list[str], rows: list[list[str]], title: str = "") -> str:
-    """A reST ``list-table`` with one header row."""
+    """A reST ``list-table`` with one header row; a cell may hold several lines (a line block of :func:`stack`)."""
     lines = [f".. list-table:: {title}".rstrip(), "   :header-rows: 1", ""]
     for row in [header, *rows]:
-        lines.append("   * - " + (row[0] or " "))
-        lines += ["     - " + (cell or " ") for cell in row[1:]]
+        cells = [(cell or " ").replace("\n", "\n       ") for cell in row]
+        lines.append("   * - " + cells[0])
+        lines += ["     - " + cell for cell in cells[1:]]
     return "\n".join(lines) + "\n"
 
 
@@ -154,9 +155,14 @@ def number(value: object) -> str:
     return f"{value:.3f}" if abs(value) <= 1 else f"{value:.3g}"
 
 
+def stack(values: list[str]) -> str:
+    """One value as it is; several as a reST line block, one line each (for a table cell)."""
+    return values[0] if len(values) == 1 else "\n".join(f"| {value}" for value in values)
+
+
 def per_run(runs: list[dict], name: str, show: Callable[[object], str] = number) -> str:
-    """``name``'s value in each run, ``"a / b / c"`` (a dash for a run without it)."""
-    return " / ".join(show(run[name]) if name in run else MISSING for run in runs)
+    """``name``'s value in each run, one line each (a dash for a run without it)."""
+    return stack([show(run[name]) if name in run else MISSING for run in runs])
 
 
 def seeds(runs: list[dict]) -> list[str]:
@@ -166,7 +172,14 @@ def seeds(runs: list[dict]) -> list[str]:
 
 def values_note(runs: list[dict]) -> str:
     """The sentence under a table of several runs saying which value is which."""
-    return "" if len(runs) < 2 else f"\nValues per run: seed {' / '.join(seeds(runs))}.\n"
+    return "" if len(runs) < 2 else f"\nEach cell lists the runs from top to bottom: seed {', '.join(seeds(runs))}.\n"
+
+
+def with_seeds(header: list[str], rows: list[list[str]], runs: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """For several runs, a ``seed`` column after the first one, its cells :func:`stack`-ed like the values."""
+    if len(runs) < 2:
+        return header, rows
+    return [header[0], "seed", *header[1:]], [[row[0], stack(seeds(runs)), *row[1:]] for row in rows]
 
 
 def parse_target(key: str) -> tuple[str, str, float] | None:
@@ -236,7 +249,8 @@ def samples_table(runs: list[dict]) -> str:
                  per_run(runs, "uniform_noise/mean_energy")])
     rows.append(["the test images (the near end)", MISSING, number(0.0), number(0.0), MISSING,
                  per_run(runs, "test_images/mean_energy")])
-    return list_table(["chains", *(header for header, _ in SAMPLE_COLUMNS)], rows) + values_note(runs)
+    return list_table(*with_seeds(["chains", *(header for header, _ in SAMPLE_COLUMNS)], rows, runs)) \
+        + values_note(runs)
 
 
 def class_share_table(metrics: dict) -> str:
@@ -258,24 +272,27 @@ def ood_table(runs: list[dict]) -> str:
         return ".. note::\n\n   This ``metrics.json`` has no ``ood_auroc/<set>/<score>`` metrics.\n"
     rows = [[name.replace("_", " "), *(per_run(runs, f"ood_auroc/{name}/{score}") for score in scores)]
             for name in sets]
-    return list_table(["test digits against", *(f"``{score}``" for score in scores)], rows) + values_note(runs)
+    header = ["test digits against", *(f"``{score}``" for score in scores)]
+    return list_table(*with_seeds(header, rows, runs)) + values_note(runs)
 
 
 def classification_table(runs: list[dict]) -> str:
-    """Accuracy, calibration, the judge's accuracy and the run's scale: steps, times, recoveries, energies."""
-    rows = [
-        ["test accuracy", per_run(runs, "test_accuracy")],
-        ["expected calibration error (15 bins)", per_run(runs, "test_expected_calibration_error")],
-        ["the judge's own test accuracy", per_run(runs, "judge_test_accuracy")],
-        ["largest absolute energy seen", per_run(runs, "max_abs_energy")],
-        ["training steps (epochs)", " / ".join(f"{run.get('steps', MISSING)} ({run.get('epochs', MISSING)})"
-                                               for run in runs)],
-        ["divergence recoveries", per_run(runs, "divergence_recoveries", str)],
-        ["training time", per_run(runs, "training_seconds", seconds)],
-        ["evaluation time", per_run(runs, "evaluation_seconds", seconds)],
-        ["wall time", per_run(runs, "wall_seconds", seconds)],
+    """Accuracy, calibration, the judge's accuracy and the run's scale (steps, times, recoveries), a column per run."""
+    measures: list[tuple[str, str, Callable[[object], str]]] = [
+        ("test accuracy", "test_accuracy", number),
+        ("expected calibration error (15 bins)", "test_expected_calibration_error", number),
+        ("the judge's own test accuracy", "judge_test_accuracy", number),
+        ("largest absolute energy seen", "max_abs_energy", number),
+        ("training steps", "steps", str),
+        ("complete epochs", "epochs", str),
+        ("divergence recoveries", "divergence_recoveries", str),
+        ("training time", "training_seconds", seconds),
+        ("evaluation time", "evaluation_seconds", seconds),
+        ("wall time", "wall_seconds", seconds),
     ]
-    return list_table(["measure", "value"], rows) + values_note(runs)
+    rows = [[label, *(show(run[name]) if name in run else MISSING for run in runs)] for label, name, show in measures]
+    header = ["measure", *(f"seed {s}" for s in seeds(runs))] if len(runs) > 1 else ["measure", "value"]
+    return list_table(header, rows)
 
 
 def seconds(value: object) -> str:
