@@ -5,7 +5,7 @@ Like :mod:`~ebmlib.evaluation.pictures`, every writer makes a PNG with matplotli
 functions draw into a matplotlib axis you give, for figures of several panels
 (the gallery puts four trained models side by side with them); the ``save_*``
 functions write one figure. Energy histograms of data against samples against
-noise are :func:`~ebmlib.evaluation.save_energy_histogram`.
+noise are :func:`~ebmlib.evaluation.pictures.save_energy_histogram`.
 """
 
 from __future__ import annotations
@@ -188,7 +188,7 @@ def plot_chain_traces(axis: Any, trajectory: Tensor, coordinate: int = 0, n_chai
     ----------
     axis : matplotlib Axes
     trajectory : Tensor, shape ``(T, N, D)``
-        Chains seen at ``T`` times (e.g. :func:`~ebmlib.evaluation.chain_trajectory`).
+        Chains seen at ``T`` times (e.g. :func:`~ebmlib.evaluation.trajectories.chain_trajectory`).
     coordinate : int
         Which of the ``D`` coordinates.
     n_chains : int
