@@ -2,9 +2,10 @@
 
 One network (the swish CNN ``SwishCNN``) gives ten logits ``f(x)``: ``p(y|x)`` is their softmax,
 ``E(x) = -logsumexp f(x)`` and ``E(x, y) = -f(x)[y]``. Training minimises cross-entropy + contrastive
-divergence of ``p(x|y)`` and ``p(x)`` + an L2 penalty on the energies (``ebmlib.recipes.jem_loss``). The
-negatives are SGLD chains kept in a per-class replay buffer that starts, and restarts, from uniform noise,
-so the energy learns to carry noise to digits. Everything below is library code; this script only wires it.
+divergence of ``p(x)`` + an L2 penalty on the energies (JEM's objective, ``ebmlib.recipes.jem_loss``). The
+negatives are SGLD chains (bf16 gradients) kept in a replay buffer that starts, and restarts, from uniform
+noise, as in JEM; ``--p-x-given-y-weight`` adds a class-conditional term. Everything below is library
+code; this script only wires it.
 
     python3 examples/mnist_jem.py --data-dir ../shared/data/mnist-10k          # <= 10 minutes on 2 CPU cores
     python3 examples/mnist_jem.py --quick                                        # < 1 minute smoke run
@@ -83,7 +84,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data-dir", default="data", help="folder with <Dataset>/raw/*-ubyte (downloaded there if absent)")
     p.add_argument("--out", default=None, help="output folder (default runs/<dataset>_jem)")
     p.add_argument("--steps", type=positive(int), default=1000, help="total training steps")
-    p.add_argument("--max-minutes", type=float, default=7.5,
+    p.add_argument("--max-minutes", type=float, default=7.0,
                    help="training-time budget: stops early when spent (0 = none, for runs that repeat exactly)")
     p.add_argument("--batch-size", type=positive(int), default=64)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
@@ -97,18 +98,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--noise-std", type=positive(float), default=0.01, help="SGLD noise standard deviation")
     p.add_argument("--sgld-steps", type=positive(int), default=20, help="SGLD steps per training iteration")
     p.add_argument("--precision", choices=("full", "bf16"), default="bf16", help="SGLD gradient precision")
-    p.add_argument("--buffer-size", type=positive(int), default=2000, help="replay-buffer chains (split over classes)")
+    p.add_argument("--buffer-size", type=positive(int), default=1000, help="replay-buffer chains (split over classes)")
     p.add_argument("--chain-start", choices=("noise", "class-gaussian"), default="noise",
                    help="where buffer chains start and restart: U(-1, 1) noise or per-class Gaussians (JEM++)")
     p.add_argument("--reinit-prob", type=float, default=0.05, help="chance to restart a chain at each visit")
     p.add_argument("--regularization", type=float, default=0.1, help="weight of the energy L2 penalty")
     p.add_argument("--p-x-weight", type=float, default=1.0, help="weight of the unconditional log p(x) term")
-    p.add_argument("--p-x-given-y-weight", type=float, default=1.0, help="weight of the class-conditional term")
-    p.add_argument("--shared-negatives", action=argparse.BooleanOptionalAction, default=True,
+    p.add_argument("--p-x-given-y-weight", type=float, default=0.0, help="weight of the class-conditional term")
+    p.add_argument("--shared-negatives", action=argparse.BooleanOptionalAction, default=False,
                    help="class-conditional chains are the negatives of both CD terms (half the sampling)")
     p.add_argument("--input-noise", type=float, default=0.03, help="std of the Gaussian noise added to data")
     p.add_argument("--eval-steps", type=positive(int), default=256, help="SGLD steps of the evaluation's chains")
-    p.add_argument("--n-eval-samples", type=positive(int), default=500, help="chains per start in the evaluation")
+    p.add_argument("--n-eval-samples", type=positive(int), default=300, help="chains per start in the evaluation")
     p.add_argument("--classifier-epochs", type=positive(int), default=3, help="epochs of the independent judge")
     p.add_argument("--train-size", type=positive(int), default=None, help="use only the first N training images")
     p.add_argument("--test-size", type=positive(int), default=None, help="use only the first N test images")
@@ -128,7 +129,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def build_recipe(args: argparse.Namespace, images: torch.Tensor, labels: torch.Tensor, rank: int = 0) -> JEM:
-    """The JEM recipe: swish CNN, SGLD, per-class replay buffer, CE + CD of p(x|y) and p(x) + energy L2."""
+    """The JEM recipe: swish CNN, SGLD, replay buffer from uniform noise, CE + CD of p(x) + energy L2."""
     model = ClassifierEnergy(SwishCNN(channels=1, width=args.width, n_outputs=10), n_classes=10)
     sampler = Langevin(args.step_size, args.noise_std, n_steps=args.sgld_steps, clamp=(-1.0, 1.0),
                        precision=args.precision)

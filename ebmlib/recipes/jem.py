@@ -46,9 +46,9 @@ def jem_loss(
     them). The terms are named ``p_y_given_x``, ``p_x``, ``p_x_given_y``,
     ``energy_l2`` and ``energy_l2_given_y`` (metrics ``loss/<name>``).
 
-    The MNIST reference run is
-    ``jem_loss(p_x_weight=0, p_x_given_y_weight=1, regularization_weight=0.1)``:
-    cross-entropy + class-conditional CD + L2 of the conditional energies.
+    ebmlib's MNIST reference run is
+    ``jem_loss(p_x_weight=1, p_x_given_y_weight=0, regularization_weight=0.1)``:
+    cross-entropy + CD of :math:`p(x)` + L2 of the energies, JEM's objective.
 
     Examples
     --------
