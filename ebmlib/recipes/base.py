@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 
 import torch
 from torch import Tensor, nn
@@ -86,6 +87,19 @@ class Recipe(nn.Module, ABC):
     @abstractmethod
     def data_parallel_modules(self) -> list[nn.Module]:
         """The modules whose parameters are trained and averaged over processes (not buffers of chains)."""
+
+    def minimize(self, loss: Tensor, metrics: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Zero the gradients, backpropagate ``loss`` and step every optimizer of :meth:`optimizers`.
+
+        The last lines of a typical :meth:`training_step`; returns ``{"loss": loss, **metrics}``
+        with ``loss`` detached.
+        """
+        for optimizer in self.optimizers():
+            optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        for optimizer in self.optimizers():
+            optimizer.step()
+        return {"loss": loss.detach(), **metrics}
 
     def restart_chains(self, generator: torch.Generator | None = None) -> None:
         """Start every sampling chain the recipe keeps afresh; a no-op for a recipe without chains."""

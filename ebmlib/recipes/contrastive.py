@@ -143,10 +143,7 @@ class ContrastiveRecipe(Recipe):
             noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
             x = x + self.input_noise_std * noise
         loss, metrics = self.loss(self.loss_inputs(needs, x, y, generator))
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        return {"loss": loss.detach(), **metrics}
+        return self.minimize(loss, metrics)
 
     # ------------------------------------------------------------------ what the loss reads
     def loss_inputs(

@@ -111,10 +111,7 @@ class ScoreMatchingEBM(Recipe):
         """
         self.check_inputs(x, y)
         loss, metrics = self.loss(self.loss_inputs(self.loss.needs(), x, generator))
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        return {"loss": loss.detach(), **metrics}
+        return self.minimize(loss, metrics)
 
     # ------------------------------------------------------------------ what the loss reads
     def loss_inputs(self, needs: frozenset[type[LossInput]], x: Tensor, generator: torch.Generator | None
