@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 
 import torch
 from torch import Tensor, nn
@@ -100,6 +100,15 @@ class Recipe(nn.Module, ABC):
         for optimizer in self.optimizers():
             optimizer.step()
         return {"loss": loss.detach(), **metrics}
+
+    def check_computable(self, loss: nn.Module, needs: Set[type], computable: Set[type]) -> None:
+        """Raise a ``ValueError`` naming the input kinds in ``needs`` (of ``loss``) outside ``computable``."""
+        missing = sorted(kind.__name__ for kind in needs - computable)
+        if missing:
+            raise ValueError(
+                f"{type(loss).__name__} needs {', '.join(missing)}, which {type(self).__name__} does not compute "
+                f"(it computes {', '.join(sorted(k.__name__ for k in computable))}); override loss_inputs to add them"
+            )
 
     def restart_chains(self, generator: torch.Generator | None = None) -> None:
         """Start every sampling chain the recipe keeps afresh; a no-op for a recipe without chains."""

@@ -157,7 +157,7 @@ class ContrastiveRecipe(Recipe):
         ValueError
             For a kind this recipe cannot compute (the message names it).
         """
-        self.check_computable(needs, {Energies, ConditionalEnergies})
+        self.check_computable(self.loss, needs, {Energies, ConditionalEnergies})
         inputs: list[LossInput] = []
         if Energies in needs:
             negatives = self.negatives(x.shape[0], None, generator)
@@ -177,15 +177,6 @@ class ContrastiveRecipe(Recipe):
                              "n_classes (a buffer with n_classes)")
         labels = torch.randint(self.n_classes, y.shape, generator=generator, device=y.device)
         return labels, self.negatives(y.shape[0], labels, generator)
-
-    def check_computable(self, needs: frozenset[type[LossInput]], computable: set[type[LossInput]]) -> None:
-        """Raise a ``ValueError`` naming the kinds in ``needs`` outside ``computable``."""
-        missing = sorted(kind.__name__ for kind in needs - computable)
-        if missing:
-            raise ValueError(
-                f"{type(self.loss).__name__} needs {', '.join(missing)}, which {type(self).__name__} does not compute "
-                f"(it computes {', '.join(sorted(k.__name__ for k in computable))}); override loss_inputs to add them"
-            )
 
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()

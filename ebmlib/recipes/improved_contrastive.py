@@ -94,7 +94,7 @@ class ImprovedContrastiveEBM(EBM):
         from the same negatives."""
         if SamplerEnergies not in needs:
             return super().loss_inputs(needs, x, y, generator)
-        self.check_computable(needs, {Energies, ConditionalEnergies, SamplerEnergies})
+        self.check_computable(self.loss, needs, {Energies, ConditionalEnergies, SamplerEnergies})
         rest = super().loss_inputs(needs - {Energies, SamplerEnergies}, x, y, generator)
         inputs = [rest[kind] for kind in rest.kinds()]
         negatives = self.negatives(x.shape[0], None, generator)

@@ -142,7 +142,7 @@ class JEM(EBM):
         self, needs: frozenset[type[LossInput]], x: Tensor, y: Tensor | None, generator: torch.Generator | None
     ) -> EnergyBatch:
         """Logits, unconditional and conditional energies from one forward pass over data and all negatives."""
-        self.check_computable(needs, {Energies, ConditionalEnergies, Classification})
+        self.check_computable(self.loss, needs, {Energies, ConditionalEnergies, Classification})
         parts = [x]
         shared = self.shared_negatives and ConditionalEnergies in needs
         if Energies in needs and not shared:

@@ -163,10 +163,7 @@ class NoiseContrastiveEBM(Recipe):
     def loss_inputs(self, needs: frozenset[type[LossInput]], x: Tensor, generator: torch.Generator | None
                     ) -> EnergyBatch:
         """Compute :class:`~ebmlib.losses.NoiseContrast`; a ``ValueError`` names any other kind asked for."""
-        missing = sorted(kind.__name__ for kind in needs - {NoiseContrast})
-        if missing:
-            raise ValueError(f"{type(self.loss).__name__} needs {', '.join(missing)}, which {type(self).__name__} "
-                             "does not compute (it computes NoiseContrast)")
+        self.check_computable(self.loss, needs, {NoiseContrast})
         noise = self.noise.sample(self.noise_ratio * x.shape[0], generator).to(x.dtype)
         data_energy, noise_energy = self.model(torch.cat([x, noise])).split([x.shape[0], noise.shape[0]])
         log_density = self.noise.log_prob(torch.cat([x, noise])).to(x.dtype)

@@ -123,11 +123,7 @@ class ScoreMatchingEBM(Recipe):
         ValueError
             For a kind this recipe cannot compute (the message names it).
         """
-        computable = {NoisyScores, SlicedScores}
-        missing = sorted(kind.__name__ for kind in needs - computable)
-        if missing:
-            raise ValueError(f"{type(self.loss).__name__} needs {', '.join(missing)}, which {type(self).__name__} "
-                             "does not compute (it computes NoisyScores, SlicedScores)")
+        self.check_computable(self.loss, needs, {NoisyScores, SlicedScores})
         inputs: list[LossInput] = []
         if NoisyScores in needs:
             inputs.append(self.noisy_scores(x, generator))
