@@ -48,13 +48,15 @@ from ebmlib.evaluation import (
 from ebmlib.models import ClassifierEnergy, SwishCNN
 from ebmlib.recipes import JEM, Recipe, jem_loss
 from ebmlib.samplers import Langevin
-from ebmlib.training import CosineDecay, CSVLogger, Trainer, resolve_device
+from ebmlib.training import CosineDecay, CSVLogger, TermWarmUp, Trainer, resolve_device
 from ebmlib.training.distributed import init_distributed, main_process_first, sharded_loader, shutdown
 
 QUICK = {  # tiny subset and few, cheap steps: every output in well under a minute on 2 CPU cores
     "train_size": 500, "test_size": 200, "steps": 12, "batch_size": 32, "width": 8, "sgld_steps": 5,
-    "buffer_size": 200, "eval_steps": 10, "n_eval_samples": 100, "classifier_epochs": 1,
+    "buffer_size": 200, "eval_steps": 10, "n_eval_samples": 100, "classifier_epochs": 1, "calibration_size": 20,
+    "warm_up": (2, 6),
 }
+GENERATIVE_TERMS = ("p_x", "p_x_given_y", "energy_l2", "energy_l2_given_y")  # jem_loss's terms but p(y|x)
 TARGETS = {  # issue 10's targets for the 10-minute CPU run: (metric, comparison, bound)
     "from_noise/conditional_recognition": (">=", 0.90),
     "from_noise/frechet_distance_ratio": ("<=", 0.10),
@@ -63,7 +65,7 @@ TARGETS = {  # issue 10's targets for the 10-minute CPU run: (metric, comparison
     "ood_auroc/inverted/energy": (">=", 0.95),
     "ood_auroc/flipped/energy": (">=", 0.90),
     "test_accuracy": (">=", 0.98),
-    "test_expected_calibration_error": ("<=", 0.02),
+    "calibrated/test_expected_calibration_error": ("<=", 0.02),
 }
 
 
@@ -83,7 +85,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dataset", choices=sorted(DATASETS), default="mnist")
     p.add_argument("--data-dir", default="data", help="folder with <Dataset>/raw/*-ubyte (downloaded there if absent)")
     p.add_argument("--out", default=None, help="output folder (default runs/<dataset>_jem)")
-    p.add_argument("--steps", type=positive(int), default=1000, help="total training steps")
+    p.add_argument("--steps", type=positive(int), default=3000, help="total training steps")
     p.add_argument("--max-minutes", type=float, default=7.0,
                    help="training-time budget: stops early when spent (0 = none, for runs that repeat exactly)")
     p.add_argument("--batch-size", type=positive(int), default=64)
@@ -91,7 +93,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in OUT/checkpoints")
     p.add_argument("--quick", action="store_true", help="tiny subset and few steps (a smoke run)")
-    p.add_argument("--width", type=positive(int), default=32, help="channels of the CNN's first layer")
+    p.add_argument("--width", type=positive(int), default=16, help="channels of the CNN's first layer")
     p.add_argument("--lr", type=positive(float), default=1e-3, help="Adam learning rate")
     p.add_argument("--lr-decay", choices=("cosine", "none"), default="cosine", help="lr decay over the budget")
     p.add_argument("--step-size", type=positive(float), default=1.0, help="SGLD step size (gradient scale)")
@@ -102,14 +104,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--chain-start", choices=("noise", "class-gaussian"), default="noise",
                    help="where buffer chains start and restart: U(-1, 1) noise or per-class Gaussians (JEM++)")
     p.add_argument("--reinit-prob", type=float, default=0.05, help="chance to restart a chain at each visit")
-    p.add_argument("--regularization", type=float, default=0.1, help="weight of the energy L2 penalty")
+    p.add_argument("--regularization", type=float, default=0.01, help="weight of the energy L2 penalty")
+    p.add_argument("--warm-up", type=int, nargs=2, default=(200, 600), metavar=("START", "END"),
+                   help="the generative terms' weights are 0 until step START, then ramp linearly to full at END")
     p.add_argument("--p-x-weight", type=float, default=1.0, help="weight of the unconditional log p(x) term")
     p.add_argument("--p-x-given-y-weight", type=float, default=0.0, help="weight of the class-conditional term")
-    p.add_argument("--shared-negatives", action=argparse.BooleanOptionalAction, default=False,
-                   help="class-conditional chains are the negatives of both CD terms (half the sampling)")
+    p.add_argument("--unconditional-chains", choices=("marginal", "mixture"), default="marginal",
+                   help="p(x)'s chains: Langevin on E(x), or class-conditional chains of uniform classes")
     p.add_argument("--input-noise", type=float, default=0.03, help="std of the Gaussian noise added to data")
     p.add_argument("--eval-steps", type=positive(int), default=256, help="SGLD steps of the evaluation's chains")
     p.add_argument("--n-eval-samples", type=positive(int), default=300, help="chains per start in the evaluation")
+    p.add_argument("--calibration-size", type=int, default=500,
+                   help="training images held out (not trained on) to fit the softmax temperature (0 = none)")
     p.add_argument("--classifier-epochs", type=positive(int), default=3, help="epochs of the independent judge")
     p.add_argument("--train-size", type=positive(int), default=None, help="use only the first N training images")
     p.add_argument("--test-size", type=positive(int), default=None, help="use only the first N test images")
@@ -122,6 +128,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                 setattr(args, name, value)
     if args.n_eval_samples < 100:
         p.error(f"--n-eval-samples must be at least 100 (10 pictures per class), got {args.n_eval_samples}")
+    if args.calibration_size < 0:
+        p.error(f"--calibration-size must be 0 or more, got {args.calibration_size}")
+    if not 0 <= args.warm_up[0] <= args.warm_up[1]:
+        p.error(f"--warm-up needs 0 <= START <= END, got {args.warm_up[0]} {args.warm_up[1]}")
     if not 0 <= args.reinit_prob <= 1:
         p.error(f"--reinit-prob must lie in [0, 1], got {args.reinit_prob}")
     args.out = args.out or f"runs/{args.dataset.replace('-', '_')}_jem"
@@ -136,12 +146,18 @@ def build_recipe(args: argparse.Namespace, images: torch.Tensor, labels: torch.T
     start = (UniformInit(tuple(images.shape[1:]), -1.0, 1.0) if args.chain_start == "noise"
              else ClassGaussianInit(images, labels, n_classes=10))
     generator = torch.Generator().manual_seed(args.seed + rank)  # each process its own chains
-    buffer = ReplayBuffer(args.buffer_size, start, args.reinit_prob, n_classes=10, generator=generator)
+    class_chains = args.p_x_given_y_weight > 0 or args.unconditional_chains == "mixture"  # slots per class
+    buffer = ReplayBuffer(args.buffer_size, start, args.reinit_prob, n_classes=10 if class_chains else None,
+                          generator=generator)
     loss = jem_loss(p_x_weight=args.p_x_weight, p_x_given_y_weight=args.p_x_given_y_weight,
                     regularization_weight=args.regularization)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     return JEM(model, sampler, buffer, optimizer, loss, input_noise_std=args.input_noise,
-               shared_negatives=args.shared_negatives)
+               unconditional_chains=args.unconditional_chains)
+
+
+class SplitError(ValueError):
+    """The data cannot be split as the arguments ask."""
 
 
 def load_splits(args: argparse.Namespace) -> tuple[torch.Tensor, ...]:
@@ -150,7 +166,14 @@ def load_splits(args: argparse.Namespace) -> tuple[torch.Tensor, ...]:
             download_dataset(args.dataset, args.data_dir)
         train_x, train_y = load_dataset(args.dataset, args.data_dir, train=True, download=False)
         test_x, test_y = load_dataset(args.dataset, args.data_dir, train=False, download=False)
-    return train_x[: args.train_size], train_y[: args.train_size], test_x[: args.test_size], test_y[: args.test_size]
+    train_x, train_y = train_x[: args.train_size], train_y[: args.train_size]
+    held_out = args.calibration_size
+    if held_out >= len(train_x):
+        raise SplitError(f"--calibration-size {held_out} leaves none of the {len(train_x)} training images to "
+                         "train on: hold out fewer")
+    split = len(train_x) - held_out  # the last images: not trained on, they fit the softmax temperature
+    return (train_x[:split], train_y[:split], test_x[: args.test_size], test_y[: args.test_size],
+            train_x[split:], train_y[split:])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,9 +184,13 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     process = init_distributed(resolve_device(args.device))  # under torchrun: one process of several
     try:
-        train_x, train_y, test_x, test_y = load_splits(args)
+        train_x, train_y, test_x, test_y, calibration_x, calibration_y = load_splits(args)
     except DatasetNotFoundError as error:
         print(f"error: {error}\n(in this repository: --data-dir ../shared/data/mnist-10k)", file=sys.stderr)
+        shutdown()
+        return 2
+    except SplitError as error:
+        print(f"error: {error}", file=sys.stderr)
         shutdown()
         return 2
     torch.manual_seed(args.seed)
@@ -175,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
         return {"test_accuracy": float(accuracy(batched(recipe.model.logits, x), y))}
 
     trainer = Trainer(recipe, device=args.device, seed=args.seed, checkpoint_dir=out / "checkpoints",
-                      callbacks=[CSVLogger(out)],  # history.csv, evaluations.csv
+                      callbacks=[CSVLogger(out),  # history.csv, evaluations.csv
+                                 TermWarmUp(recipe.loss, GENERATIVE_TERMS, *args.warm_up)],
                       lr_schedule=CosineDecay() if args.lr_decay == "cosine" else None,  # over the step or time budget
                       evaluate=test_accuracy, progress=not args.no_progress, settings=vars(args))
     try:
@@ -196,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     device = trainer.device
-    train_x, train_y, test_x, test_y = (t.to(device) for t in (train_x, train_y, test_x, test_y))
+    train_x, train_y, test_x, test_y, calibration_x, calibration_y = (
+        t.to(device) for t in (train_x, train_y, test_x, test_y, calibration_x, calibration_y))
     judge = train_feature_classifier(train_x, train_y, epochs=args.classifier_epochs,
                                      generator=torch.Generator(device).manual_seed(args.seed),
                                      cache_path=out / "feature_classifier.pt", progress=not args.no_progress)
@@ -204,15 +233,17 @@ def main(argv: list[str] | None = None) -> int:
         recipe, test_x, test_y, judge, n_samples=args.n_eval_samples, n_steps=args.eval_steps,
         include_initializer=args.chain_start != "noise",
         extra_starts={"class_gaussians": ClassGaussianInit(train_x, train_y, n_classes=10)},
+        calibration_set=(calibration_x, calibration_y) if len(calibration_x) else None,
         generator=torch.Generator(device).manual_seed(args.seed + 1), progress=not args.no_progress)
     metrics: dict[str, Any] = dict(report.metrics)
     metrics["targets"] = {f"{name} {op} {bound}": (metrics[name] >= bound if op == ">=" else metrics[name] <= bound)
-                          for name, (op, bound) in TARGETS.items()}
+                          for name, (op, bound) in TARGETS.items() if name in metrics}
     metrics.update({
         "steps": trainer.step, "epochs": trainer.epoch, "training_seconds": trainer.elapsed_seconds,
         "divergence_recoveries": trainer.divergence_guard.recoveries if trainer.divergence_guard else 0,
         "device": str(device), "settings": vars(args),
         "data": {"dataset": args.dataset, "train_images": len(train_x), "test_images": len(test_x),
+                 "calibration_images": len(calibration_x),
                  "data_dir": str(args.data_dir)},
     })
     save_report_pictures(report, out, class_names=class_names(args.dataset))

@@ -64,17 +64,19 @@ def test_quick_run_writes_every_output_with_finite_metrics(example, tmp_path, no
     assert list_checkpoints(out / "checkpoints")
     metrics = json.loads((out / "metrics.json").read_text())
     for key in ("test_accuracy", "test_expected_calibration_error", "wall_seconds", "settings", "targets",
+                "calibrated/test_expected_calibration_error", "calibrated/temperature",
                 # issue 10: the measures from uniform noise, beside informative starts and the buffer
                 "from_noise/conditional_recognition", "from_noise/frechet_distance_ratio",
                 "from_noise/class_share_min", "from_class_gaussians/conditional_recognition",
-                "from_class_gaussians/frechet_distance_ratio", "buffer/conditional_recognition",
+                "from_class_gaussians/frechet_distance_ratio", "buffer/frechet_distance_ratio",
                 "ood_auroc/uniform_noise/energy", "ood_auroc/inverted/energy", "ood_auroc/flipped/energy",
                 "ood_auroc/inverted/grad_norm"):
         assert key in metrics, key
     assert all(f"from_noise/class_share/{k}" in metrics for k in range(10))
     assert len(metrics["targets"]) == len(example.TARGETS)
     assert metrics["steps"] == example.QUICK["steps"] and metrics["settings"]["quick"] is True
-    assert metrics["data"] == {"dataset": "mnist", "train_images": 120, "test_images": 60, "data_dir": str(data)}
+    assert metrics["data"] == {"dataset": "mnist", "train_images": 100, "test_images": 60, "calibration_images": 20,
+                               "data_dir": str(data)}  # the last 20 training images only fit the temperature
     values = numbers({k: v for k, v in metrics.items() if k != "settings"})
     assert len(values) > 20 and all(math.isfinite(v) for v in values)
     rows = (out / "history.csv").read_text().splitlines()
@@ -86,7 +88,7 @@ def test_interrupted_run_resumes_from_its_checkpoint(example, tmp_path, monkeypa
     data = write_mnist(tmp_path / "data", n_train=120, n_test=60)
     out = tmp_path / "run"
     argv = ["--quick", "--data-dir", str(data), "--out", str(out), "--no-progress", "--steps", "6",
-            "--eval-steps", "4"]
+            "--eval-steps", "4", "--calibration-size", "0"]  # all 120 images train: 3 batches per epoch
     calls, step = [], JEM.training_step
 
     def ctrl_c_in_step_5(self, *args, **kwargs):
@@ -110,6 +112,14 @@ def test_interrupted_run_resumes_from_its_checkpoint(example, tmp_path, monkeypa
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["steps"] == 6
     assert [p.name for p in list_checkpoints(out / "checkpoints")][-1] == "checkpoint-00000006.pt"
+
+
+def test_holding_out_every_training_image_is_a_clear_error(example, tmp_path, capsys):
+    data = write_mnist(tmp_path / "data", n_train=40, n_test=20)
+    argv = ["--quick", "--data-dir", str(data), "--out", str(tmp_path / "run"), "--calibration-size", "40"]
+    assert example.main(argv) == 2
+    assert "--calibration-size 40 leaves none of the 40 training images to train on" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
 
 
 def test_resume_without_a_checkpoint_is_a_clear_error(example, tmp_path, capsys):

@@ -68,13 +68,13 @@ def bars(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor
     return (x + 0.1 * torch.randn(x.shape, generator=generator)).clamp(-1, 1), y
 
 
-def tiny_jem(loss=None, sampler=None, buffer=None) -> JEM:
+def tiny_jem(loss=None, sampler=None, buffer=None, **options) -> JEM:
     torch.manual_seed(0)
     network = nn.Sequential(nn.Flatten(), nn.Linear(36, 64), nn.SiLU(), nn.Linear(64, 3))
     model = ClassifierEnergy(network, n_classes=3)
     return JEM(model, sampler or Langevin(step_size=1.0, noise_std=0.01, n_steps=10, clamp=(-1, 1)),
                buffer or ReplayBuffer(600, UniformInit((1, 6, 6)), n_classes=3),
-               torch.optim.Adam(model.parameters(), lr=1e-3), loss, input_noise_std=0.03)
+               torch.optim.Adam(model.parameters(), lr=1e-3), loss, input_noise_std=0.03, **options)
 
 
 def test_jem_learns_to_classify_and_gives_data_lower_energy_than_noise():
@@ -105,10 +105,9 @@ def test_jem_uses_one_forward_pass_per_step_for_every_term():
     assert calls[0] == 2 * 2 + 1  # two chains of 2 steps (unconditional, conditional) + one shared pass
 
 
-def test_shared_negatives_sample_one_set_of_conditional_chains_for_both_terms():
+def test_mixture_chains_are_the_negatives_of_both_terms():
     loss = jem_loss(p_x_weight=1.0, p_x_given_y_weight=1.0, regularization_weight=0.1)
-    jem = tiny_jem(loss=loss, sampler=Langevin(0.1, n_steps=2))
-    jem.shared_negatives = True
+    jem = tiny_jem(loss=loss, sampler=Langevin(0.1, n_steps=2), unconditional_chains="mixture")
     calls = count_calls(jem.model.network)
     inputs = []
     jem.loss.register_forward_pre_hook(lambda module, args: inputs.append(args[0]))
@@ -120,6 +119,29 @@ def test_shared_negatives_sample_one_set_of_conditional_chains_for_both_terms():
     # E(x-) = -logsumexp f(x-) <= E(x-, y-) = -f(x-)[y-] for the same chains
     assert bool((energies.negative <= conditional.negative + 1e-6).all())
     assert all(torch.isfinite(v) for v in metrics.values())
+
+
+def test_mixture_chains_draw_uniform_classes_for_the_p_x_term_and_for_generate():
+    jem = tiny_jem(loss=jem_loss(p_x_weight=1.0), sampler=Langevin(0.1, n_steps=2))
+    jem.unconditional_chains = "mixture"
+    inputs = []
+    jem.loss.register_forward_pre_hook(lambda module, args: inputs.append(args[0]))
+    jem.training_step(*bars(8, torch.Generator().manual_seed(0)), generator=torch.Generator().manual_seed(1))
+    assert Energies in inputs[0] and ConditionalEnergies not in inputs[0]  # no conditional term
+    mixed = jem.generate(6, start=torch.zeros(6, 1, 6, 6), generator=torch.Generator().manual_seed(2))
+    g = torch.Generator().manual_seed(2)
+    classes = torch.randint(3, (6,), generator=g)
+    assert torch.equal(mixed, jem.generate(6, y=classes, start=torch.zeros(6, 1, 6, 6), generator=g))
+    jem.unconditional_chains = "marginal"
+    marginal = jem.generate(6, start=torch.zeros(6, 1, 6, 6), generator=torch.Generator().manual_seed(2))
+    assert not torch.equal(marginal, mixed)
+
+
+def test_unconditional_chains_must_be_a_known_kind_with_class_slots():
+    with pytest.raises(ValueError, match='"marginal" or "mixture", got \'mixed\''):
+        tiny_jem(unconditional_chains="mixed")
+    with pytest.raises(ValueError, match="give the buffer n_classes"):
+        tiny_jem(buffer=ReplayBuffer(60, UniformInit((1, 6, 6))), unconditional_chains="mixture")
 
 
 def test_classification_only_loss_draws_no_negatives():

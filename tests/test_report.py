@@ -90,6 +90,16 @@ def test_chains_from_noise_reach_the_prototypes_and_the_report_says_so():
     assert m["evaluation_seconds"] > 0
 
 
+def test_mixture_chains_draw_a_class_per_chain_and_reach_its_prototype():
+    # "mixture": unconditional chains run on E(x, y) for uniformly drawn classes y.
+    m = report(unconditional_chains="mixture", n_samples=200).metrics
+    shares = [m[f"from_noise/class_share/{k}"] for k in range(N_CLASSES)]
+    # 200 uniform classes: share 0.25 each, std 0.03 (0.15 is > 3 sigma); every chain reaches its prototype
+    assert min(shares) > 0.15 and m["from_noise/frechet_distance_ratio"] < 0.02  # (shares off 0.25 add a little)
+    with pytest.raises(ValueError, match='"marginal" or "mixture"'):
+        report(unconditional_chains="joint")
+
+
 def test_the_trajectory_follows_the_first_chain_of_each_class_from_noise():
     result = report()
     assert result.trajectory is not None and result.trajectory.shape == (5, N_CLASSES, 1, 8, 8)
@@ -209,3 +219,26 @@ def test_sampling_in_short_pieces_for_the_progress_bar_draws_the_same_chains(mon
     torch.testing.assert_close(pieces.trajectory, reference.trajectory)
     for name, x in reference.samples.items():
         torch.testing.assert_close(pieces.samples[name], x)
+
+
+def test_a_calibration_set_fits_the_temperature_and_reports_the_calibrated_ece():
+    class Timid(NearestPrototype):  # logits / 50: right about every image, and about 45% sure of it
+        def forward(self, x: Tensor) -> Tensor:
+            return self.features(x) / 50
+
+    model = ClassifierEnergy(Timid(), N_CLASSES)
+    images, labels = labelled_images()
+    held_out = labelled_images(per_class=10)
+    options = {"n_samples": 40, "n_steps": 2, "progress": False}
+    m = evaluate_classifier_energy(model, SAMPLER, images, labels, NearestPrototype(), generator=g(1),
+                                   **options).metrics
+    assert "calibrated/temperature" not in m
+    calibrated = evaluate_classifier_energy(model, SAMPLER, images, labels, NearestPrototype(),
+                                            calibration_set=held_out, generator=g(1), **options).metrics
+    assert m["test_accuracy"] == calibrated["test_accuracy"] == 1.0
+    assert m["test_expected_calibration_error"] > 0.4  # confidence ~0.45-0.6 at accuracy 1
+    assert calibrated["calibrated/temperature"] < 0.2  # sharpened: an under-confident classifier has T < 1
+    assert calibrated["calibrated/test_expected_calibration_error"] < 0.01
+    # everything but the calibrated pair is the model's own: the same numbers with or without the set
+    assert {k: v for k, v in calibrated.items() if not k.startswith("calibrated/") and "seconds" not in k} == {
+        k: v for k, v in m.items() if "seconds" not in k}

@@ -124,3 +124,51 @@ def test_schedule_settings_are_checked():
     with pytest.raises(ValueError, match="factor must be positive"):
         Constant().scale_by(0.0)
     assert isinstance(Trainer(make_ebm(), device="cpu", progress=False).lr_schedule, LearningRateSchedule)
+
+
+def test_term_warm_up_trains_the_classifier_alone_then_ramps_the_generative_terms_in(tmp_path):
+    from ebmlib.models import ClassifierEnergy
+    from ebmlib.recipes import JEM, jem_loss
+    from ebmlib.training import TermWarmUp
+
+    def make_jem() -> JEM:
+        torch.manual_seed(0)
+        model = ClassifierEnergy(MLP(2, 3, hidden=8), n_classes=3)
+        return JEM(model, Langevin(step_size=0.01, n_steps=2), ReplayBuffer(30, UniformInit((2,), -3, 3)),
+                   torch.optim.SGD(model.parameters(), lr=0.1), jem_loss(regularization_weight=0.5))
+
+    x = torch.randn(40, 2, generator=torch.Generator().manual_seed(1))
+    y = torch.arange(40) % 3
+
+    def data() -> DataLoader:
+        return DataLoader(TensorDataset(x, y), batch_size=8, shuffle=True, generator=torch.Generator().manual_seed(2))
+
+    def run(recipe, steps, checkpoints=None, resume=False):
+        seen = []  # (weight of p_x, energy_l2 weight, buffer changed) of each step
+        warm_up = TermWarmUp(recipe.loss, ["p_x", "energy_l2"], start=2, end=6)
+
+        def record(trainer, metrics):
+            seen.append((recipe.loss.weights["p_x"], recipe.loss.weights["energy_l2"], "loss/p_x" in metrics))
+        trainer = Trainer(recipe, device="cpu", progress=False, checkpoint_dir=checkpoints,
+                          callbacks=[record, warm_up])  # record reads the weights a step ran with
+        if resume:
+            trainer.resume(checkpoints)
+        trainer.fit(data(), max_steps=steps)
+        return seen, recipe
+
+    seen, recipe = run(make_jem(), 8)
+    assert [s[0] for s in seen] == pytest.approx([0, 0, 0, 0.25, 0.5, 0.75, 1, 1])
+    assert [s[1] for s in seen] == pytest.approx([0, 0, 0, 0.125, 0.25, 0.375, 0.5, 0.5])
+    assert [s[2] for s in seen] == [False] * 3 + [True] * 5  # no p_x term (and no sampling) at weight 0
+    assert recipe.loss.weights["p_y_given_x"] == 1.0  # not warmed up
+
+    run(make_jem(), 4, checkpoints=tmp_path)
+    resumed, _ = run(make_jem(), 8, checkpoints=tmp_path, resume=True)
+    assert resumed == seen[4:]  # the ramp continues at the resumed step
+
+    with pytest.raises(ValueError, match="terms must name terms of the loss"):
+        TermWarmUp(recipe.loss, ["p_z"], start=0, end=5)
+    with pytest.raises(ValueError, match="0 <= start <= end"):
+        TermWarmUp(recipe.loss, ["p_x"], start=5, end=2)
+    with pytest.raises(TypeError, match="WeightedSum"):
+        TermWarmUp(torch.nn.MSELoss(), ["p_x"], start=0, end=1)

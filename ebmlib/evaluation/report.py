@@ -24,6 +24,7 @@ from ..buffers import Initializer, ReplayBuffer, UniformInit
 from ..models import ClassifierEnergy
 from ..recipes import JEM
 from ..samplers import Sampler
+from .calibration import fit_temperature
 from .classification import accuracy, batched, expected_calibration_error
 from .ood import OOD_SCORES, OOD_TRANSFORMS, auroc, ood_scores
 from .pictures import save_chain_evolution, save_energy_histogram, save_sample_comparison
@@ -88,6 +89,8 @@ def evaluate_classifier_energy(
     starts: Mapping[str, Initializer] | None = None,
     buffer_samples: Tensor | None = None,
     buffer_labels: Tensor | None = None,
+    calibration_set: tuple[Tensor, Tensor] | None = None,
+    unconditional_chains: str = "marginal",
     n_samples: int = 1000,
     n_steps: int = 256,
     n_snapshots: int = 9,
@@ -103,7 +106,12 @@ def evaluate_classifier_energy(
     and :math:`E(x, y) = -f(x)[y]`. The report computes, with flat metric names:
 
     - ``test_accuracy``, ``test_expected_calibration_error`` (15 bins) and the
-      judge's own ``judge_test_accuracy``;
+      judge's own ``judge_test_accuracy``; with a ``calibration_set``,
+      ``calibrated/temperature``, the temperature :math:`T` fitted on it
+      (:func:`~ebmlib.evaluation.fit_temperature`), and
+      ``calibrated/test_expected_calibration_error``, the ECE of
+      :math:`\operatorname{softmax}(f(x) / T)` (Guo et al. 2017; the predicted classes,
+      the energies and every other metric are those of the model itself);
     - ``ood_auroc/<set>/<score>``: AUROC of each score of
       :func:`~ebmlib.evaluation.ood.ood_scores` (``energy``, ``max_softmax``,
       ``grad_norm``) for test images against each OOD set (default: uniform
@@ -153,6 +161,13 @@ def evaluate_classifier_energy(
         A replay buffer's chains.
     buffer_labels : Tensor of int64, shape ``(M,)``, optional
         Their classes; without them the buffer's recognition rate is left out.
+    calibration_set : (Tensor, Tensor), optional
+        Held-out images ``(N, *event_shape)`` and labels ``(N,)`` (not trained on) to fit
+        the softmax temperature on.
+    unconditional_chains : {"marginal", "mixture"}
+        How the unconditional chains run: on :math:`E(x)`, or (``"mixture"``) on
+        :math:`E(x, y)` for classes :math:`y` drawn uniformly, as
+        :class:`~ebmlib.recipes.JEM` does with that setting.
     n_samples : int
         Chains per set, ``>= n_classes`` (and ``>= 2``).
     n_steps : int
@@ -199,6 +214,8 @@ def evaluate_classifier_energy(
     device, dtype = test_images.device, test_images.dtype
     if n_samples < max(n_classes, 2):
         raise ValueError(f"n_samples must be at least n_classes={n_classes} (and 2), got {n_samples}")
+    if unconditional_chains not in ("marginal", "mixture"):
+        raise ValueError(f'unconditional_chains must be "marginal" or "mixture", got {unconditional_chains!r}')
     if n_steps < 1 or n_snapshots < 2:
         raise ValueError(f"n_steps must be >= 1 and n_snapshots >= 2, got n_steps={n_steps}, n_snapshots={n_snapshots}")
     if starts is None:
@@ -245,6 +262,11 @@ def evaluate_classifier_energy(
         logits = batched(model.logits, test_images, batch_size)
         metrics["test_accuracy"] = accuracy(logits, test_labels)
         metrics["test_expected_calibration_error"] = expected_calibration_error(logits.softmax(dim=1), test_labels)
+        if calibration_set is not None:
+            temperature = fit_temperature(batched(model.logits, calibration_set[0], batch_size), calibration_set[1])
+            metrics["calibrated/temperature"] = temperature
+            metrics["calibrated/test_expected_calibration_error"] = expected_calibration_error(
+                (logits / temperature).softmax(dim=1), test_labels)
         metrics["judge_test_accuracy"] = accuracy(batched(judge, test_images, batch_size), test_labels)
         test_features = batched(judge.features, test_images, batch_size)
         energies["test_images"] = -logits.logsumexp(dim=1)
@@ -294,7 +316,10 @@ def evaluate_classifier_energy(
                 test_features, batched(judge.features, conditional, batch_size))
 
             bar.set_description(f"evaluation: unconditional chains {prefix}")
-            samples[f"{prefix}/unconditional"] = run(initializer(n_samples, None, generator).to(dtype), None)[0]
+            classes = (torch.randint(n_classes, (n_samples,), generator=generator, device=device)
+                       if unconditional_chains == "mixture" else None)
+            start = initializer(n_samples, classes, generator).to(dtype)
+            samples[f"{prefix}/unconditional"] = run(start, classes)[0]
             judge_samples(prefix, samples[f"{prefix}/unconditional"])
 
         if buffer_samples is not None:
@@ -337,6 +362,7 @@ def evaluate_jem(
     *,
     include_initializer: bool = True,
     extra_starts: Mapping[str, Initializer] | None = None,
+    calibration_set: tuple[Tensor, Tensor] | None = None,
     n_samples: int = 1000,
     n_steps: int = 256,
     n_snapshots: int = 9,
@@ -345,7 +371,8 @@ def evaluate_jem(
     progress: bool = True,
     batch_size: int = 500,
 ) -> ClassifierEnergyReport:
-    """:func:`evaluate_classifier_energy` for a trained JEM recipe: its model, sampler and replay buffer.
+    """:func:`evaluate_classifier_energy` for a trained JEM recipe: its model, sampler, replay buffer and
+    kind of unconditional chains.
 
     Chains start from uniform noise on ``[-1, 1]`` (set ``from_noise``) and, with
     ``include_initializer``, from the recipe's buffer initializer (set
@@ -364,7 +391,7 @@ def evaluate_jem(
     extra_starts : mapping of str to Initializer, optional
         More starts, each measured as set ``from_<name>`` (e.g. informative
         per-class Gaussians beside the noise).
-    n_samples, n_steps, n_snapshots, max_ood_images, generator, progress, batch_size
+    calibration_set, n_samples, n_steps, n_snapshots, max_ood_images, generator, progress, batch_size
         As in :func:`evaluate_classifier_energy`.
 
     Returns
@@ -398,7 +425,8 @@ def evaluate_jem(
     starts.update(extra_starts or {})
     return evaluate_classifier_energy(
         recipe.model, recipe.sampler, test_images, test_labels, judge, starts=starts,
-        buffer_samples=buffer.samples, buffer_labels=_slot_classes(buffer), n_samples=n_samples, n_steps=n_steps,
+        buffer_samples=buffer.samples, buffer_labels=_slot_classes(buffer), calibration_set=calibration_set,
+        unconditional_chains=recipe.unconditional_chains, n_samples=n_samples, n_steps=n_steps,
         n_snapshots=n_snapshots, max_ood_images=max_ood_images, generator=generator, progress=progress,
         batch_size=batch_size,
     )

@@ -165,18 +165,19 @@ class ContrastiveRecipe(Recipe):
             inputs.append(Energies(positive, negative))
         if ConditionalEnergies in needs:
             assert y is not None  # checked by training_step
-            labels, negatives = self.conditional_negatives(y, generator)
+            labels, negatives = self.conditional_negatives(x, generator)
             energy = self.model(torch.cat([x, negatives]), torch.cat([y, labels]))
             inputs.append(ConditionalEnergies(*energy.split([len(x), len(negatives)])))
         return EnergyBatch(*inputs)
 
-    def conditional_negatives(self, y: Tensor, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
-        r"""Labels :math:`y^- \sim \mathcal{U}\{0..K-1\}` (as many as ``y``) and chains of those classes."""
+    def conditional_negatives(self, x: Tensor, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+        r"""Labels :math:`y^- \sim \mathcal{U}\{0..K-1\}` (one per row of the data ``x``, on its device) and
+        chains of those classes."""
         if self.n_classes is None:
             raise ValueError(f"conditional loss terms need class-conditional chains: give {type(self).__name__} "
                              "n_classes (a buffer with n_classes)")
-        labels = torch.randint(self.n_classes, y.shape, generator=generator, device=y.device)
-        return labels, self.negatives(y.shape[0], labels, generator)
+        labels = torch.randint(self.n_classes, (x.shape[0],), generator=generator, device=x.device)
+        return labels, self.negatives(x.shape[0], labels, generator)
 
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()

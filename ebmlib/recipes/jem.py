@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..buffers import ReplayBuffer
+from ..buffers import Initializer, ReplayBuffer
 from ..losses import (
     Classification,
     ConditionalEnergies,
@@ -92,12 +92,17 @@ class JEM(EBM):
         Default :func:`jem_loss` ``()``: cross-entropy + CD.
     input_noise_std : float
         JEM adds noise of std 0.03 to data.
-    shared_negatives : bool
-        When the loss reads both unconditional and class-conditional energies,
-        sample only the class-conditional chains :math:`x^- \sim p(x \mid y^-)`,
-        :math:`y^- \sim \mathcal{U}\{0..K-1\}`, and use them as the negatives of
-        both terms: their mixture over classes is :math:`p(x)` when the model's
-        :math:`p(y)` is uniform, and one set of chains costs half the sampling.
+    unconditional_chains : {"marginal", "mixture"}
+        How chains of :math:`p(x)` run, for the ``p_x`` term's negatives and for
+        :meth:`generate` without labels. ``"marginal"`` (JEM's): Langevin on
+        :math:`E(x) = -\operatorname{logsumexp} f(x)`. ``"mixture"``: draw classes
+        :math:`y^- \sim \mathcal{U}\{0..K-1\}` and run class-conditional chains on
+        :math:`E(x, y^-)`; their law is :math:`\frac1K \sum_y p(x \mid y)`, which is
+        :math:`p(x)` when the model's :math:`p(y)` is uniform. Each chain follows
+        one class's gradient, where a marginal chain follows the
+        :math:`p(y \mid x)`-weighted sum of all of them, which can cancel on
+        noise. When the loss also has a class-conditional term, the same chains
+        are the negatives of both (half the sampling).
 
     Examples
     --------
@@ -126,10 +131,14 @@ class JEM(EBM):
         optimizer: torch.optim.Optimizer,
         loss: Loss | None = None,
         input_noise_std: float = 0.0,
-        shared_negatives: bool = False,
+        unconditional_chains: str = "marginal",
     ) -> None:
         super().__init__(model, sampler, buffer, optimizer, jem_loss() if loss is None else loss, input_noise_std)
-        self.shared_negatives = shared_negatives
+        if unconditional_chains not in ("marginal", "mixture"):
+            raise ValueError(f'unconditional_chains must be "marginal" or "mixture", got {unconditional_chains!r}')
+        if unconditional_chains == "mixture" and buffer.n_classes is None:
+            raise ValueError('unconditional_chains="mixture" runs class-conditional chains: give the buffer n_classes')
+        self.unconditional_chains = unconditional_chains
         if buffer.n_classes is not None and buffer.n_classes != model.n_classes:
             raise ValueError(f"buffer.n_classes={buffer.n_classes} differs from model.n_classes={model.n_classes}")
 
@@ -144,12 +153,11 @@ class JEM(EBM):
         """Logits, unconditional and conditional energies from one forward pass over data and all negatives."""
         self.check_computable(self.loss, needs, {Energies, ConditionalEnergies, Classification})
         parts = [x]
-        shared = self.shared_negatives and ConditionalEnergies in needs
-        if Energies in needs and not shared:
+        mixture = self.unconditional_chains == "mixture"
+        if Energies in needs and not mixture:
             parts.append(self.negatives(x.shape[0], None, generator))
-        if ConditionalEnergies in needs:
-            assert y is not None  # checked by training_step
-            negative_labels, conditional = self.conditional_negatives(y, generator)
+        if ConditionalEnergies in needs or (Energies in needs and mixture):
+            negative_labels, conditional = self.conditional_negatives(x, generator)
             parts.append(conditional)
         logits = self.model.logits(torch.cat(parts)).split([len(t) for t in parts])
         energy = self.model.energy_from_logits
@@ -158,10 +166,29 @@ class JEM(EBM):
             assert y is not None
             inputs.append(Classification(logits[0], y))
         if Energies in needs:
-            inputs.append(Energies(energy(logits[0]), energy(logits[1])))  # logits[1] is logits[-1] when shared
+            inputs.append(Energies(energy(logits[0]), energy(logits[1])))  # logits[1] is logits[-1] for a mixture
         if ConditionalEnergies in needs:
             inputs.append(ConditionalEnergies(energy(logits[0], y), energy(logits[-1], negative_labels)))
         return EnergyBatch(*inputs)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        n: int,
+        y: Tensor | None = None,
+        start: Initializer | Tensor | None = None,
+        n_steps: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """:meth:`ContrastiveRecipe.generate`; without ``y``, chains of ``unconditional_chains``'s kind.
+
+        For ``"mixture"`` the classes are drawn uniformly (on ``generator``'s device) and
+        the chains run on :math:`E(x, y)`, like the ``p_x`` term's negatives.
+        """
+        if y is None and self.unconditional_chains == "mixture" and n >= 1:
+            device = generator.device if generator is not None else self.buffer.samples.device
+            y = torch.randint(self.n_classes, (n,), generator=generator, device=device)
+        return super().generate(n, y, start, n_steps, generator)
 
     @torch.no_grad()
     def classify(self, x: Tensor) -> Tensor:

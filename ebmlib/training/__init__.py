@@ -8,6 +8,7 @@ schedules, loggers, exact resume and multi-process training.
 ``divergence``            :class:`DivergenceGuard`
 ``ema``                   :class:`ExponentialMovingAverage` of the weights
 ``schedules``             learning-rate schedules, the one writer of the learning rate
+``warmup``                :class:`TermWarmUp`: loss terms switched on by a ramp of the step
 ``progress``              :class:`ProgressBar`
 ``loggers``               :class:`CSVLogger`, :class:`TensorBoardLogger`
 ``lightning``             :class:`~ebmlib.training.lightning.RecipeModule`: any recipe under PyTorch Lightning
@@ -16,7 +17,7 @@ schedules, loggers, exact resume and multi-process training.
 ========================  ===============================================================
 """
 
-from . import budget, callbacks, distributed, divergence, ema, loggers, loop, progress, resume, schedules
+from . import budget, callbacks, distributed, divergence, ema, loggers, loop, progress, resume, schedules, warmup
 from .budget import Budget, MetricWindow, Stopwatch
 from .callbacks import Callback, Evaluation, StepFunction
 from .distributed import DistributedError
@@ -26,11 +27,13 @@ from .loggers import CSVLogger, TensorBoardLogger
 from .loop import Trainer, resolve_device, unpack_batch
 from .progress import ProgressBar
 from .schedules import Constant, CosineDecay, LearningRateSchedule, LinearWarmUp
+from .warmup import TermWarmUp
 
 __all__ = [
     "Trainer", "resolve_device", "unpack_batch", "Budget", "Stopwatch", "MetricWindow",
     "Callback", "StepFunction", "Evaluation", "ProgressBar", "CSVLogger", "TensorBoardLogger",
     "DivergenceGuard", "DivergenceError", "DistributedError", "ExponentialMovingAverage",
-    "LearningRateSchedule", "Constant", "CosineDecay", "LinearWarmUp",
+    "LearningRateSchedule", "Constant", "CosineDecay", "LinearWarmUp", "TermWarmUp",
     "budget", "callbacks", "distributed", "divergence", "ema", "loggers", "loop", "progress", "resume", "schedules",
+    "warmup",
 ]
