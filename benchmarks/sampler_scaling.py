@@ -2,7 +2,7 @@
 
 Two energy networks, each read as a ``ClassifierEnergy`` with 10 classes:
 
-- ``28x28x1``: the MNIST example's ``SwishCNN(channels=1, width=32)``;
+- ``28x28x1``: the MNIST swish CNN ``SwishCNN(channels=1, width=32)`` (the example's at twice its default width);
 - ``32x32x3``: a wider ``SwishCNN(channels=3, width=64)`` on CIFAR-sized images.
 
 For every batch size (64 to 1024 by default) and both networks, the script times ``--steps``

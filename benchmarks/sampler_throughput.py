@@ -1,7 +1,7 @@
 """Sampler throughput: ebmlib's samplers and fast paths against a bare PyTorch SGLD loop.
 
-The network is the MNIST example's (``SwishCNN(width=32)`` read as a ``ClassifierEnergy``,
-28x28 inputs). In one run the script times, interleaved (each round visits every
+The network is the MNIST swish CNN (``SwishCNN(width=32)`` read as a ``ClassifierEnergy``, the example's at twice its
+default width; 28x28 inputs). In one run the script times, interleaved (each round visits every
 variant once, in a rotated order) and reports medians over rounds:
 
 - ``bare``: a hand-written SGLD loop (``requires_grad_``, ``torch.autograd.grad``,

@@ -2,10 +2,12 @@
 
 One network (the swish CNN ``SwishCNN``) gives ten logits ``f(x)``: ``p(y|x)`` is their softmax,
 ``E(x) = -logsumexp f(x)`` and ``E(x, y) = -f(x)[y]``. Training minimises cross-entropy + contrastive
-divergence of ``p(x)`` + an L2 penalty on the energies (JEM's objective, ``ebmlib.recipes.jem_loss``). The
-negatives are SGLD chains (bf16 gradients) kept in a replay buffer that starts, and restarts, from uniform
-noise, as in JEM; ``--p-x-given-y-weight`` adds a class-conditional term. Everything below is library
-code; this script only wires it.
+divergence of ``p(x)`` + 0.01 x an L2 penalty on the energies (JEM's objective, ``ebmlib.recipes.jem_loss``),
+the generative terms ramped in over steps 200-600 (``TermWarmUp``). The negatives are SGLD chains (bf16
+gradients) kept in a replay buffer that starts, and restarts, from uniform noise, as in JEM; they run on
+``E(x, y)`` for uniformly drawn classes ``y`` (``JEM(unconditional_chains="mixture")``; ``marginal`` runs
+them on ``E(x)``); ``--p-x-given-y-weight`` adds a class-conditional term. The last 500 training images are held out to fit
+the softmax temperature of the calibrated ECE. Everything below is library code; this script only wires it.
 
     python3 examples/mnist_jem.py --data-dir ../shared/data/mnist-10k          # <= 10 minutes on 2 CPU cores
     python3 examples/mnist_jem.py --quick                                        # < 1 minute smoke run
@@ -109,7 +111,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="the generative terms' weights are 0 until step START, then ramp linearly to full at END")
     p.add_argument("--p-x-weight", type=float, default=1.0, help="weight of the unconditional log p(x) term")
     p.add_argument("--p-x-given-y-weight", type=float, default=0.0, help="weight of the class-conditional term")
-    p.add_argument("--unconditional-chains", choices=("marginal", "mixture"), default="marginal",
+    p.add_argument("--unconditional-chains", choices=("marginal", "mixture"), default="mixture",
                    help="p(x)'s chains: Langevin on E(x), or class-conditional chains of uniform classes")
     p.add_argument("--input-noise", type=float, default=0.03, help="std of the Gaussian noise added to data")
     p.add_argument("--eval-steps", type=positive(int), default=256, help="SGLD steps of the evaluation's chains")

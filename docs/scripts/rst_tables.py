@@ -123,6 +123,8 @@ TARGET_MEASURES = {
     "from_noise/class_share_min": "unconditional chains from noise: share of the rarest class",
     "test_accuracy": "test accuracy",
     "test_expected_calibration_error": "expected calibration error (test images)",
+    "calibrated/test_expected_calibration_error":
+        "expected calibration error (test images), temperature fitted on held-out training images",
 }
 """Plain words for the metrics that ``examples/mnist_jem.py``'s ``TARGETS`` name (others are shown by name)."""
 
@@ -281,6 +283,8 @@ def classification_table(runs: list[dict]) -> str:
     measures: list[tuple[str, str, Callable[[object], str]]] = [
         ("test accuracy", "test_accuracy", number),
         ("expected calibration error (15 bins)", "test_expected_calibration_error", number),
+        ("the same, temperature-scaled (held-out fit)", "calibrated/test_expected_calibration_error", number),
+        ("the fitted temperature", "calibrated/temperature", number),
         ("the judge's own test accuracy", "judge_test_accuracy", number),
         ("largest absolute energy seen", "max_abs_energy", number),
         ("training steps", "steps", str),

@@ -47,7 +47,7 @@ def jem_loss(
     ``energy_l2`` and ``energy_l2_given_y`` (metrics ``loss/<name>``).
 
     ebmlib's MNIST reference run is
-    ``jem_loss(p_x_weight=1, p_x_given_y_weight=0, regularization_weight=0.1)``:
+    ``jem_loss(p_x_weight=1, p_x_given_y_weight=0, regularization_weight=0.01)``:
     cross-entropy + CD of :math:`p(x)` + L2 of the energies, JEM's objective.
 
     Examples
@@ -180,7 +180,7 @@ class JEM(EBM):
         n_steps: int | None = None,
         generator: torch.Generator | None = None,
     ) -> Tensor:
-        """:meth:`ContrastiveRecipe.generate`; without ``y``, chains of ``unconditional_chains``'s kind.
+        """:meth:`~ebmlib.recipes.ContrastiveRecipe.generate`; without ``y``, chains of ``unconditional_chains``' kind.
 
         For ``"mixture"`` the classes are drawn uniformly (on ``generator``'s device) and
         the chains run on :math:`E(x, y)`, like the ``p_x`` term's negatives.
