@@ -6,8 +6,9 @@ divergence of ``p(x)`` + 0.01 x an L2 penalty on the energies (JEM's objective, 
 the generative terms ramped in over steps 200-600 (``TermWarmUp``). The negatives are SGLD chains (bf16
 gradients) kept in a replay buffer that starts, and restarts, from uniform noise, as in JEM; they run on
 ``E(x, y)`` for uniformly drawn classes ``y`` (``JEM(unconditional_chains="mixture")``; ``marginal`` runs
-them on ``E(x)``); ``--p-x-given-y-weight`` adds a class-conditional term. The last 500 training images are held out to fit
-the softmax temperature of the calibrated ECE. Everything below is library code; this script only wires it.
+them on ``E(x)``); ``--p-x-given-y-weight`` adds a class-conditional term. The last 500 training images
+are held out to fit the softmax temperature of the calibrated ECE. Everything below is library code; this
+script only wires it.
 
     python3 examples/mnist_jem.py --data-dir ../shared/data/mnist-10k          # <= 10 minutes on 2 CPU cores
     python3 examples/mnist_jem.py --quick                                        # < 1 minute smoke run
