@@ -108,7 +108,7 @@ def evaluate_classifier_energy(
     - ``test_accuracy``, ``test_expected_calibration_error`` (15 bins) and the
       judge's own ``judge_test_accuracy``; with a ``calibration_set``,
       ``calibrated/temperature``, the temperature :math:`T` fitted on it
-      (:func:`~ebmlib.evaluation.fit_temperature`), and
+      (:func:`~ebmlib.evaluation.calibration.fit_temperature`), and
       ``calibrated/test_expected_calibration_error``, the ECE of
       :math:`\operatorname{softmax}(f(x) / T)` (Guo et al. 2017; the predicted classes,
       the energies and every other metric are those of the model itself);
