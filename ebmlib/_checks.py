@@ -54,6 +54,13 @@ def check_positive(value: float, name: str, allow_zero: bool = False) -> float:
     return float(value)
 
 
+def check_choice(value: str, choices: tuple[str, ...], name: str) -> str:
+    """Raise ``ValueError`` unless ``value`` is one of ``choices`` (naming the argument and the choices); return it."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+    return value
+
+
 def check_count(value: int, name: str, minimum: int = 1) -> int:
     """Raise unless ``value`` is an integer (``bool`` refused) of at least ``minimum``; return it as an ``int``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):

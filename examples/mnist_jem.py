@@ -50,6 +50,7 @@ from ebmlib.evaluation import (
 )
 from ebmlib.models import ClassifierEnergy, SwishCNN
 from ebmlib.recipes import JEM, Recipe, jem_loss
+from ebmlib.recipes.jem import UNCONDITIONAL_CHAINS
 from ebmlib.samplers import Langevin
 from ebmlib.training import CosineDecay, CSVLogger, TermWarmUp, Trainer, resolve_device
 from ebmlib.training.distributed import init_distributed, main_process_first, sharded_loader, shutdown
@@ -112,7 +113,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="the generative terms' weights are 0 until step START, then ramp linearly to full at END")
     p.add_argument("--p-x-weight", type=float, default=1.0, help="weight of the unconditional log p(x) term")
     p.add_argument("--p-x-given-y-weight", type=float, default=0.0, help="weight of the class-conditional term")
-    p.add_argument("--unconditional-chains", choices=("marginal", "mixture"), default="mixture",
+    p.add_argument("--unconditional-chains", choices=UNCONDITIONAL_CHAINS, default="mixture",
                    help="p(x)'s chains: Langevin on E(x), or class-conditional chains of uniform classes")
     p.add_argument("--input-noise", type=float, default=0.03, help="std of the Gaussian noise added to data")
     p.add_argument("--eval-steps", type=positive(int), default=256, help="SGLD steps of the evaluation's chains")

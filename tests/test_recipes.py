@@ -138,7 +138,7 @@ def test_mixture_chains_draw_uniform_classes_for_the_p_x_term_and_for_generate()
 
 
 def test_unconditional_chains_must_be_a_known_kind_with_class_slots():
-    with pytest.raises(ValueError, match='"marginal" or "mixture", got \'mixed\''):
+    with pytest.raises(ValueError, match=r"unconditional_chains must be one of \('marginal', 'mixture'\), got 'mixed'"):
         tiny_jem(unconditional_chains="mixed")
     with pytest.raises(ValueError, match="give the buffer n_classes"):
         tiny_jem(buffer=ReplayBuffer(60, UniformInit((1, 6, 6))), unconditional_chains="mixture")

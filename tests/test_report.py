@@ -96,7 +96,7 @@ def test_mixture_chains_draw_a_class_per_chain_and_reach_its_prototype():
     shares = [m[f"from_noise/class_share/{k}"] for k in range(N_CLASSES)]
     # 200 uniform classes: share 0.25 each, std 0.03 (0.15 is > 3 sigma); every chain reaches its prototype
     assert min(shares) > 0.15 and m["from_noise/frechet_distance_ratio"] < 0.02  # (shares off 0.25 add a little)
-    with pytest.raises(ValueError, match='"marginal" or "mixture"'):
+    with pytest.raises(ValueError, match=r"unconditional_chains must be one of \('marginal', 'mixture'\), got 'joint'"):
         report(unconditional_chains="joint")
 
 

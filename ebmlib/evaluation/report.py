@@ -19,10 +19,11 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .._checks import check_batch, check_labels
+from .._checks import check_batch, check_choice, check_labels
 from ..buffers import Initializer, ReplayBuffer, UniformInit
 from ..models import ClassifierEnergy
 from ..recipes import JEM
+from ..recipes.jem import UNCONDITIONAL_CHAINS
 from ..samplers import Sampler
 from .calibration import fit_temperature
 from .classification import accuracy, batched, expected_calibration_error
@@ -214,8 +215,7 @@ def evaluate_classifier_energy(
     device, dtype = test_images.device, test_images.dtype
     if n_samples < max(n_classes, 2):
         raise ValueError(f"n_samples must be at least n_classes={n_classes} (and 2), got {n_samples}")
-    if unconditional_chains not in ("marginal", "mixture"):
-        raise ValueError(f'unconditional_chains must be "marginal" or "mixture", got {unconditional_chains!r}')
+    check_choice(unconditional_chains, UNCONDITIONAL_CHAINS, "unconditional_chains")
     if n_steps < 1 or n_snapshots < 2:
         raise ValueError(f"n_steps must be >= 1 and n_snapshots >= 2, got n_steps={n_steps}, n_snapshots={n_snapshots}")
     if starts is None:

@@ -173,11 +173,15 @@ class ContrastiveRecipe(Recipe):
     def conditional_negatives(self, x: Tensor, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
         r"""Labels :math:`y^- \sim \mathcal{U}\{0..K-1\}` (one per row of the data ``x``, on its device) and
         chains of those classes."""
+        labels = self.uniform_classes(x.shape[0], x.device, generator)
+        return labels, self.negatives(x.shape[0], labels, generator)
+
+    def uniform_classes(self, n: int, device: torch.device, generator: torch.Generator | None) -> Tensor:
+        r"""``n`` labels :math:`y \sim \mathcal{U}\{0..K-1\}` on ``device``, shape ``(n,)``."""
         if self.n_classes is None:
             raise ValueError(f"conditional loss terms need class-conditional chains: give {type(self).__name__} "
                              "n_classes (a buffer with n_classes)")
-        labels = torch.randint(self.n_classes, (x.shape[0],), generator=generator, device=x.device)
-        return labels, self.negatives(x.shape[0], labels, generator)
+        return torch.randint(self.n_classes, (n,), generator=generator, device=device)
 
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .._checks import check_choice
 from ..buffers import Initializer, ReplayBuffer
 from ..losses import (
     Classification,
@@ -71,6 +72,10 @@ def jem_loss(
     )
 
 
+UNCONDITIONAL_CHAINS = ("marginal", "mixture")
+"""The kinds of chains :class:`JEM` can run for :math:`p(x)` (its ``unconditional_chains``)."""
+
+
 class JEM(EBM):
     r"""Joint Energy-based Model: :class:`EBM` with a :class:`~ebmlib.models.ClassifierEnergy`.
 
@@ -134,8 +139,7 @@ class JEM(EBM):
         unconditional_chains: str = "marginal",
     ) -> None:
         super().__init__(model, sampler, buffer, optimizer, jem_loss() if loss is None else loss, input_noise_std)
-        if unconditional_chains not in ("marginal", "mixture"):
-            raise ValueError(f'unconditional_chains must be "marginal" or "mixture", got {unconditional_chains!r}')
+        check_choice(unconditional_chains, UNCONDITIONAL_CHAINS, "unconditional_chains")
         if unconditional_chains == "mixture" and buffer.n_classes is None:
             raise ValueError('unconditional_chains="mixture" runs class-conditional chains: give the buffer n_classes')
         self.unconditional_chains = unconditional_chains
@@ -187,7 +191,7 @@ class JEM(EBM):
         """
         if y is None and self.unconditional_chains == "mixture" and n >= 1:
             device = generator.device if generator is not None else self.buffer.samples.device
-            y = torch.randint(self.n_classes, (n,), generator=generator, device=device)
+            y = self.uniform_classes(n, device, generator)
         return super().generate(n, y, start, n_steps, generator)
 
     @torch.no_grad()

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_batch, check_positive
+from .._checks import check_batch, check_choice, check_positive
 from ..losses import EnergyBatch, Loss, LossInput
 from ..losses.denoising_score_matching import DenoisingScoreMatching, NoisyScores
 from ..losses.sliced_score_matching import SlicedScores
@@ -77,8 +77,7 @@ class ScoreMatchingEBM(Recipe):
             raise ValueError("noise_std must be a positive number or a non-empty sequence of them, got []")
         for level in levels:
             check_positive(level, "noise_std")
-        if projection not in PROJECTIONS:
-            raise ValueError(f"projection must be one of {PROJECTIONS}, got {projection!r}")
+        check_choice(projection, PROJECTIONS, "projection")
         self.model = model
         self.optimizer = optimizer
         self.event_shape = tuple(int(n) for n in event_shape)

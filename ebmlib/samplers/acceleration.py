@@ -17,6 +17,8 @@ from typing import Any, TypeVar
 import torch
 from torch import Tensor, nn
 
+from .._checks import check_choice
+
 PRECISIONS = ("full", "bf16")
 """``"full"``: compute in the chains' own dtype; ``"bf16"``: autocast the model to bfloat16."""
 
@@ -41,8 +43,7 @@ def check_precision(precision: str) -> None:
     ...
     ValueError: precision must be one of ('full', 'bf16'), got 'fp8'
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    check_choice(precision, PRECISIONS, "precision")
 
 
 def autocast(precision: str, device_type: str) -> contextlib.AbstractContextManager[Any]:
