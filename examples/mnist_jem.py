@@ -2,7 +2,8 @@
 
 One network (the swish CNN ``SwishCNN``) gives ten logits ``f(x)``: ``p(y|x)`` is their softmax,
 ``E(x) = -logsumexp f(x)`` and ``E(x, y) = -f(x)[y]``. Training minimises cross-entropy + contrastive
-divergence of ``p(x)`` + 0.01 x an L2 penalty on the energies (JEM's objective, ``ebmlib.recipes.jem_loss``),
+divergence of ``p(x)`` + 0.03 x an L2 penalty on the energies (JEM's objective, ``ebmlib.recipes.jem_loss``,
+with the cross-entropy weighted 16: the classifier's gradient dominates, the generative terms shape the rest),
 the generative terms ramped in over steps 200-600 (``TermWarmUp``). The negatives are SGLD chains (bf16
 gradients) kept in a replay buffer that starts, and restarts, from uniform noise, as in JEM; they run on
 ``E(x, y)`` for uniformly drawn classes ``y`` (``JEM(unconditional_chains="mixture")``; ``marginal`` runs
@@ -97,7 +98,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in OUT/checkpoints")
     p.add_argument("--quick", action="store_true", help="tiny subset and few steps (a smoke run)")
-    p.add_argument("--width", type=positive(int), default=16, help="channels of the CNN's first layer")
+    p.add_argument("--width", type=positive(int), default=24, help="channels of the CNN's first layer")
     p.add_argument("--lr", type=positive(float), default=1e-3, help="Adam learning rate")
     p.add_argument("--lr-decay", choices=("cosine", "none"), default="cosine", help="lr decay over the budget")
     p.add_argument("--step-size", type=positive(float), default=1.0, help="SGLD step size (gradient scale)")
@@ -108,9 +109,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--chain-start", choices=("noise", "class-gaussian"), default="noise",
                    help="where buffer chains start and restart: U(-1, 1) noise or per-class Gaussians (JEM++)")
     p.add_argument("--reinit-prob", type=float, default=0.05, help="chance to restart a chain at each visit")
-    p.add_argument("--regularization", type=float, default=0.01, help="weight of the energy L2 penalty")
+    p.add_argument("--regularization", type=float, default=0.03, help="weight of the energy L2 penalty")
     p.add_argument("--warm-up", type=int, nargs=2, default=(200, 600), metavar=("START", "END"),
                    help="the generative terms' weights are 0 until step START, then ramp linearly to full at END")
+    p.add_argument("--classification-weight", type=float, default=16.0, help="weight of the cross-entropy term")
     p.add_argument("--p-x-weight", type=float, default=1.0, help="weight of the unconditional log p(x) term")
     p.add_argument("--p-x-given-y-weight", type=float, default=0.0, help="weight of the class-conditional term")
     p.add_argument("--unconditional-chains", choices=UNCONDITIONAL_CHAINS, default="mixture",
@@ -153,7 +155,7 @@ def build_recipe(args: argparse.Namespace, images: torch.Tensor, labels: torch.T
     class_chains = args.p_x_given_y_weight > 0 or args.unconditional_chains == "mixture"  # slots per class
     buffer = ReplayBuffer(args.buffer_size, start, args.reinit_prob, n_classes=10 if class_chains else None,
                           generator=generator)
-    loss = jem_loss(p_x_weight=args.p_x_weight, p_x_given_y_weight=args.p_x_given_y_weight,
+    loss = jem_loss(classification_weight=args.classification_weight, p_x_weight=args.p_x_weight, p_x_given_y_weight=args.p_x_given_y_weight,
                     regularization_weight=args.regularization)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     return JEM(model, sampler, buffer, optimizer, loss, input_noise_std=args.input_noise,

@@ -84,6 +84,15 @@ def test_quick_run_writes_every_output_with_finite_metrics(example, tmp_path, no
     assert no_network == []  # the files were there: nothing was downloaded
 
 
+def test_loss_weights_follow_the_command_line(example):
+    images, labels = torch.zeros(20, 1, 28, 28), torch.arange(20) % 10
+    args = example.parse_args(["--classification-weight", "3", "--regularization", "0.02", "--p-x-weight", "0.5"])
+    weights = example.build_recipe(args, images, labels).loss.weights
+    assert (weights["p_y_given_x"], weights["p_x"], weights["energy_l2"]) == (3.0, 0.5, 0.02)
+    defaults = example.build_recipe(example.parse_args([]), images, labels).loss.weights
+    assert defaults["p_y_given_x"] == example.parse_args([]).classification_weight > 1  # the classifier outweighs CD
+
+
 def test_interrupted_run_resumes_from_its_checkpoint(example, tmp_path, monkeypatch, capsys):
     data = write_mnist(tmp_path / "data", n_train=120, n_test=60)
     out = tmp_path / "run"

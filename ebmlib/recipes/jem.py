@@ -48,8 +48,10 @@ def jem_loss(
     ``energy_l2`` and ``energy_l2_given_y`` (metrics ``loss/<name>``).
 
     ebmlib's MNIST reference run is
-    ``jem_loss(p_x_weight=1, p_x_given_y_weight=0, regularization_weight=0.01)``:
-    cross-entropy + CD of :math:`p(x)` + L2 of the energies, JEM's objective.
+    ``jem_loss(classification_weight=16, p_x_weight=1, regularization_weight=0.03)``:
+    JEM's objective (cross-entropy + CD of :math:`p(x)` + L2 of the energies) with
+    the cross-entropy weighted up, which raised both accuracy and the energy's
+    out-of-distribution detection there.
 
     Examples
     --------
