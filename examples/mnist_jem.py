@@ -155,8 +155,8 @@ def build_recipe(args: argparse.Namespace, images: torch.Tensor, labels: torch.T
     class_chains = args.p_x_given_y_weight > 0 or args.unconditional_chains == "mixture"  # slots per class
     buffer = ReplayBuffer(args.buffer_size, start, args.reinit_prob, n_classes=10 if class_chains else None,
                           generator=generator)
-    loss = jem_loss(classification_weight=args.classification_weight, p_x_weight=args.p_x_weight, p_x_given_y_weight=args.p_x_given_y_weight,
-                    regularization_weight=args.regularization)
+    loss = jem_loss(classification_weight=args.classification_weight, p_x_weight=args.p_x_weight,
+                    p_x_given_y_weight=args.p_x_given_y_weight, regularization_weight=args.regularization)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     return JEM(model, sampler, buffer, optimizer, loss, input_noise_std=args.input_noise,
                unconditional_chains=args.unconditional_chains)
