@@ -166,6 +166,8 @@ def test_term_warm_up_trains_the_classifier_alone_then_ramps_the_generative_term
     resumed, _ = run(make_jem(), 8, checkpoints=tmp_path, resume=True)
     assert resumed == seen[4:]  # the ramp continues at the resumed step
 
+    switch = TermWarmUp(recipe.loss, ["p_x"], start=3, end=3)  # no ramp: off before step 3, full from it
+    assert [switch.factor(k) for k in (0, 2, 3, 4)] == [0.0, 0.0, 1.0, 1.0]
     with pytest.raises(ValueError, match="terms must name terms of the loss"):
         TermWarmUp(recipe.loss, ["p_z"], start=0, end=5)
     with pytest.raises(ValueError, match="0 <= start <= end"):

@@ -80,7 +80,9 @@ class TermWarmUp(Callback):
         """The ramp's value at ``step``, in ``[0, 1]``."""
         if step >= self.end:
             return 1.0
-        return max(0.0, (step - self.start) / (self.end - self.start))
+        if step <= self.start:
+            return 0.0
+        return (step - self.start) / (self.end - self.start)
 
     def apply(self, step: int) -> None:
         """Set the warmed-up terms' weights for ``step``."""
