@@ -8,7 +8,8 @@ Each process writes ``<OUT>/result-<rank>.json``. Modes:
 - ``resume``: N steps in one run against N/2, a checkpoint, a new trainer and N/2 more, compared on every process;
   and a ``main_process_first`` block;
 - ``divergence``: NaN metrics on process 1 only, then a step that fails on process 1 only: recovered jointly;
-- ``kill``: process 1 kills itself mid-run (launched without torchrun: the survivor must stop by itself).
+- ``kill``: process 1 kills itself mid-run (launched without torchrun: the survivor must stop by itself);
+- ``shutdown``: an optimizer and an ``all_gather`` inside :func:`distributed`, then the threads left after it.
 """
 
 from __future__ import annotations
@@ -165,8 +166,21 @@ def kill(out: Path, rank: int) -> dict:
     return {"steps": trainer.step}
 
 
+def threads_after_shutdown(out: Path) -> None:
+    """The process's threads after leaving the group: gloo's workers must be gone, or one still releasing a
+    collective's tensors while the interpreter exits aborts the process."""
+    with distributed("cpu") as process:
+        torch.optim.Adam(torch.nn.Linear(2, 2).parameters())  # imports torch._dynamo, as training does
+        gathered(torch.ones(3))  # tensors created in Python, held by the collective
+    names = [(path / "comm").read_text().strip() for path in Path("/proc/self/task").iterdir()]
+    (out / f"result-{process.rank}.json").write_text(json.dumps({"threads": names}))
+
+
 def main(mode: str, out: Path) -> None:
     torch.set_num_threads(1)
+    if mode == "shutdown":
+        threads_after_shutdown(out)
+        return
     with distributed("cpu", timeout=float(os.environ.get("EBMLIB_TEST_TIMEOUT", "60"))) as process:
         result = {"train": train, "resume": resume, "divergence": divergence, "kill": kill}[mode](out, process.rank)
         (out / f"result-{process.rank}.json").write_text(json.dumps({"world_size": process.world_size, **result}))

@@ -109,6 +109,12 @@ def test_a_divergence_on_one_process_is_recovered_jointly(tmp_path):
     assert first["lr"] == second["lr"] == pytest.approx(1e-2 * 0.5 * 0.5)
 
 
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="lists threads through Linux's /proc")
+def test_leaving_the_group_joins_its_worker_threads(tmp_path):
+    for result in torchrun("shutdown", tmp_path):
+        assert not [name for name in result["threads"] if "gloo" in name], result["threads"]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -14,6 +14,7 @@ own state from process 0. Shard the data with :func:`sharded_loader`.
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -126,6 +127,12 @@ def init_distributed(device: torch.device | str = "cpu", timeout: float = 600.0)
     cuda = torch.device(device).type == "cuda"
     if cuda:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    # Importing torch._dynamo (which creating any torch.optim optimizer does) after the group exists
+    # keeps references to it that destroy_process_group cannot drop, so gloo's worker threads outlive
+    # shutdown(); a thread still releasing a finished collective's tensors when the interpreter exits
+    # then aborts the process ("terminate called without an active exception"). Imported first, the
+    # group is freed by shutdown() and its threads are joined while Python is still running.
+    importlib.import_module("torch._dynamo")
     torch.distributed.init_process_group(backend="nccl" if cuda else "gloo", timeout=timedelta(seconds=timeout))
     return process_info()
 
