@@ -57,9 +57,9 @@ from ebmlib.training import CosineDecay, CSVLogger, TermWarmUp, Trainer, resolve
 from ebmlib.training.distributed import init_distributed, main_process_first, sharded_loader, shutdown
 
 QUICK = {  # tiny subset and few, cheap steps: every output in well under a minute on 2 CPU cores
-    "train_size": 500, "test_size": 200, "steps": 12, "batch_size": 32, "width": 8, "sgld_steps": 5,
-    "buffer_size": 200, "eval_steps": 10, "n_eval_samples": 100, "classifier_epochs": 1, "calibration_size": 20,
-    "warm_up": (2, 6),
+    "train_size": 500, "test_size": 200, "steps": 12, "batch_size": 32, "n_negatives": 16, "width": 8,
+    "sgld_steps": 5, "buffer_size": 200, "eval_steps": 10, "n_eval_samples": 100, "classifier_epochs": 1,
+    "calibration_size": 20, "warm_up": (2, 6),
 }
 GENERATIVE_TERMS = ("p_x", "p_x_given_y", "energy_l2", "energy_l2_given_y")  # jem_loss's terms but p(y|x)
 TARGETS = {  # issue 10's targets for the 10-minute CPU run: (metric, comparison, bound)
@@ -93,7 +93,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=positive(int), default=3000, help="total training steps")
     p.add_argument("--max-minutes", type=float, default=7.0,
                    help="training-time budget: stops early when spent (0 = none, for runs that repeat exactly)")
-    p.add_argument("--batch-size", type=positive(int), default=64)
+    p.add_argument("--batch-size", type=positive(int), default=128, help="data images per step")
+    p.add_argument("--n-negatives", type=positive(int), default=64,
+                   help="SGLD chains per step (fewer than --batch-size: the chains are most of a step's cost)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in OUT/checkpoints")
@@ -110,6 +112,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="where buffer chains start and restart: U(-1, 1) noise or per-class Gaussians (JEM++)")
     p.add_argument("--reinit-prob", type=float, default=0.05, help="chance to restart a chain at each visit")
     p.add_argument("--regularization", type=float, default=0.03, help="weight of the energy L2 penalty")
+    p.add_argument("--positive-regularization", type=float, default=0.3,
+                   help="weight of the energy L2 penalty on the data's energies (--regularization's on the samples')")
     p.add_argument("--warm-up", type=int, nargs=2, default=(200, 600), metavar=("START", "END"),
                    help="the generative terms' weights are 0 until step START, then ramp linearly to full at END")
     p.add_argument("--classification-weight", type=float, default=16.0, help="weight of the cross-entropy term")
@@ -156,10 +160,11 @@ def build_recipe(args: argparse.Namespace, images: torch.Tensor, labels: torch.T
     buffer = ReplayBuffer(args.buffer_size, start, args.reinit_prob, n_classes=10 if class_chains else None,
                           generator=generator)
     loss = jem_loss(classification_weight=args.classification_weight, p_x_weight=args.p_x_weight,
-                    p_x_given_y_weight=args.p_x_given_y_weight, regularization_weight=args.regularization)
+                    p_x_given_y_weight=args.p_x_given_y_weight, regularization_weight=args.regularization,
+                    positive_regularization_weight=args.positive_regularization)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     return JEM(model, sampler, buffer, optimizer, loss, input_noise_std=args.input_noise,
-               unconditional_chains=args.unconditional_chains)
+               unconditional_chains=args.unconditional_chains, n_negatives=args.n_negatives)
 
 
 class SplitError(ValueError):

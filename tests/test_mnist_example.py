@@ -86,11 +86,18 @@ def test_quick_run_writes_every_output_with_finite_metrics(example, tmp_path, no
 
 def test_loss_weights_follow_the_command_line(example):
     images, labels = torch.zeros(20, 1, 28, 28), torch.arange(20) % 10
-    args = example.parse_args(["--classification-weight", "3", "--regularization", "0.02", "--p-x-weight", "0.5"])
-    weights = example.build_recipe(args, images, labels).loss.weights
+    args = example.parse_args(["--classification-weight", "3", "--regularization", "0.02", "--p-x-weight", "0.5",
+                               "--positive-regularization", "0.1"])
+    loss = example.build_recipe(args, images, labels).loss
+    weights = loss.weights
     assert (weights["p_y_given_x"], weights["p_x"], weights["energy_l2"]) == (3.0, 0.5, 0.02)
-    defaults = example.build_recipe(example.parse_args([]), images, labels).loss.weights
-    assert defaults["p_y_given_x"] == example.parse_args([]).classification_weight > 1  # the classifier outweighs CD
+    assert loss.terms["energy_l2"].positive_weight == pytest.approx(0.1 / 0.02)  # the data side: 0.1
+    defaults = example.parse_args([])
+    default_loss = example.build_recipe(defaults, images, labels).loss
+    assert default_loss.weights["p_y_given_x"] == defaults.classification_weight > 1  # the classifier outweighs CD
+    # the data's energies are held nearer 0 than the samples' (class offsets, see EnergyRegularization)
+    ratio = defaults.positive_regularization / defaults.regularization
+    assert default_loss.terms["energy_l2"].positive_weight == pytest.approx(ratio) and ratio > 1
 
 
 def test_interrupted_run_resumes_from_its_checkpoint(example, tmp_path, monkeypatch, capsys):

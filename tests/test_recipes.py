@@ -12,10 +12,12 @@ from ebmlib.buffers import GaussianInit, ReplayBuffer, UniformInit
 from ebmlib.data import sample_toy
 from ebmlib.evaluation import mmd
 from ebmlib.losses import (
+    Classification,
     ConditionalEnergies,
     ContrastiveDivergence,
     CrossEntropy,
     Energies,
+    EnergyBatch,
     EnergyRegularization,
     WeightedSum,
 )
@@ -103,6 +105,43 @@ def test_jem_uses_one_forward_pass_per_step_for_every_term():
     calls = count_calls(jem.model.network)
     jem.training_step(*bars(8, torch.Generator().manual_seed(0)))
     assert calls[0] == 2 * 2 + 1  # two chains of 2 steps (unconditional, conditional) + one shared pass
+
+
+def test_jem_loss_weighs_the_data_side_of_the_penalty_on_its_own():
+    batch = EnergyBatch(Energies(torch.tensor([2.0]), torch.tensor([1.0])),
+                        ConditionalEnergies(torch.tensor([3.0]), torch.tensor([1.0])),
+                        Classification(torch.zeros(1, 2), torch.tensor([0])))
+    loss = jem_loss(classification_weight=0.0, p_x_weight=1.0, p_x_given_y_weight=1.0, regularization_weight=0.1,
+                    positive_regularization_weight=0.5)
+    total, metrics = loss(batch)
+    # the terms' own values (metrics) are 5 E(x+)^2 + E(x-)^2, weighted by alpha = 0.1: alpha+ = 0.5 on the data side
+    assert float(metrics["loss/energy_l2"]) == pytest.approx(5 * 4 + 1)
+    assert float(metrics["loss/energy_l2_given_y"]) == pytest.approx(5 * 9 + 1)
+    assert float(total) == pytest.approx((2 - 1) + (3 - 1) + 0.5 * 4 + 0.1 * 1 + 0.5 * 9 + 0.1 * 1)
+    same = jem_loss(p_x_weight=1.0, regularization_weight=0.1)(batch)[1]["loss/energy_l2"]
+    assert float(same) == pytest.approx(4 + 1)  # by default alpha+ = alpha
+    with pytest.raises(ValueError, match="needs regularization_weight > 0"):
+        jem_loss(positive_regularization_weight=0.5)
+    with pytest.raises(ValueError, match="positive_regularization_weight must be non-negative"):
+        jem_loss(regularization_weight=0.1, positive_regularization_weight=-1.0)
+
+
+@pytest.mark.parametrize("chains", ["marginal", "mixture"])
+def test_n_negatives_sets_the_chains_per_step_whatever_the_data_batch(chains):
+    loss = jem_loss(p_x_weight=1.0, p_x_given_y_weight=1.0, regularization_weight=0.1)
+    jem = tiny_jem(loss=loss, sampler=Langevin(0.1, n_steps=2), unconditional_chains=chains, n_negatives=3)
+    inputs = []
+    jem.loss.register_forward_pre_hook(lambda module, args: inputs.append(args[0]))
+    x, y = bars(8, torch.Generator().manual_seed(0))
+    jem.training_step(x, y, generator=torch.Generator().manual_seed(1))
+    batch = inputs[0]
+    assert batch[Energies].positive.shape == batch[ConditionalEnergies].positive.shape == (8,)  # every data row
+    assert batch[Energies].negative.shape == batch[ConditionalEnergies].negative.shape == (3,)
+    assert batch[Classification].logits.shape == (8, 3)
+    default = tiny_jem(loss=loss, sampler=Langevin(0.1, n_steps=2), unconditional_chains=chains)
+    assert default.negatives_per_step(x) == 8  # one chain per data row
+    with pytest.raises(ValueError, match="n_negatives"):
+        tiny_jem(n_negatives=0)
 
 
 def test_mixture_chains_are_the_negatives_of_both_terms():

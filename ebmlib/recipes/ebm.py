@@ -32,6 +32,9 @@ class EBM(ContrastiveRecipe):
         Default :class:`~ebmlib.losses.ContrastiveDivergence`.
     input_noise_std : float
         Standard deviation of the noise added to data (0 = none).
+    n_negatives : int, optional
+        Chains per step (default one per data row); see
+        :class:`~ebmlib.recipes.ContrastiveRecipe`.
 
     Examples
     --------
@@ -58,8 +61,9 @@ class EBM(ContrastiveRecipe):
         optimizer: torch.optim.Optimizer,
         loss: Loss | None = None,
         input_noise_std: float = 0.0,
+        n_negatives: int | None = None,
     ) -> None:
-        super().__init__(model, sampler, optimizer, loss, input_noise_std)
+        super().__init__(model, sampler, optimizer, loss, input_noise_std, n_negatives)
         self.buffer = buffer
 
     @property

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._checks import check_choice
+from .._checks import check_choice, check_positive
 from ..buffers import Initializer, ReplayBuffer
 from ..losses import (
     Classification,
@@ -29,6 +29,7 @@ def jem_loss(
     p_x_weight: float = 1.0,
     p_x_given_y_weight: float = 0.0,
     regularization_weight: float = 0.0,
+    positive_regularization_weight: float | None = None,
 ) -> WeightedSum:
     r"""JEM's objective as a :class:`~ebmlib.losses.WeightedSum`.
 
@@ -37,15 +38,18 @@ def jem_loss(
         \mathcal{L} = w_{y|x}\,\mathrm{CE}
             + w_x \big(\overline{E(x^+)} - \overline{E(x^-)}\big)
             + w_{x|y} \big(\overline{E(x^+, y^+)} - \overline{E(x^-, y^-)}\big)
-            + \alpha \big(\overline{E(x^+)^2} + \overline{E(x^-)^2}\big)\,[w_x > 0]
-            + \alpha \big(\overline{E(x^+, y^+)^2} + \overline{E(x^-, y^-)^2}\big)\,[w_{x|y} > 0],
+            + \big(\alpha^+ \overline{E(x^+)^2} + \alpha \overline{E(x^-)^2}\big)\,[w_x > 0]
+            + \big(\alpha^+ \overline{E(x^+, y^+)^2} + \alpha \overline{E(x^-, y^-)^2}\big)\,[w_{x|y} > 0],
 
     the negated :math:`\log p(y \mid x) + \log p(x)` (+ :math:`\log p(x \mid y)`)
-    with CD estimating the generative gradients, and the energy L2 penalty
-    (weight :math:`\alpha` = ``regularization_weight``) on the energies of each
-    CD term present. Terms with weight 0 are left out (and so is sampling for
-    them). The terms are named ``p_y_given_x``, ``p_x``, ``p_x_given_y``,
-    ``energy_l2`` and ``energy_l2_given_y`` (metrics ``loss/<name>``).
+    with CD estimating the generative gradients, and the energy L2 penalty on the
+    energies of each CD term present: weight :math:`\alpha` =
+    ``regularization_weight`` on the negatives' and :math:`\alpha^+` =
+    ``positive_regularization_weight`` (default :math:`\alpha`) on the data's (see
+    :class:`~ebmlib.losses.EnergyRegularization` for why the data side may weigh
+    more). Terms with weight 0 are left out (and so is sampling for them). The terms
+    are named ``p_y_given_x``, ``p_x``, ``p_x_given_y``, ``energy_l2`` and
+    ``energy_l2_given_y`` (metrics ``loss/<name>``).
 
     ebmlib's MNIST reference run is
     ``jem_loss(classification_weight=16, p_x_weight=1, regularization_weight=0.03)``:
@@ -62,14 +66,22 @@ def jem_loss(
     >>> loss.needs() == {Classification, ConditionalEnergies}
     True
     """
+    relative = 1.0  # the data side's weight relative to the negatives' (the term's weight is alpha)
+    if positive_regularization_weight is not None:
+        check_positive(positive_regularization_weight, "positive_regularization_weight", allow_zero=True)
+        if not regularization_weight > 0:
+            raise ValueError("positive_regularization_weight weighs the data side of the energy penalty, which needs "
+                             f"regularization_weight > 0 (the negatives' side), got {regularization_weight}")
+        relative = positive_regularization_weight / regularization_weight
     return WeightedSum(
         {
             "p_y_given_x": (classification_weight, CrossEntropy()),
             "p_x": (p_x_weight, ContrastiveDivergence()),
             "p_x_given_y": (p_x_given_y_weight, ContrastiveDivergence(conditional=True)),
-            "energy_l2": (regularization_weight if p_x_weight > 0 else 0.0, EnergyRegularization()),
-            "energy_l2_given_y": (
-                regularization_weight if p_x_given_y_weight > 0 else 0.0, EnergyRegularization(conditional=True)),
+            "energy_l2": (regularization_weight if p_x_weight > 0 else 0.0, EnergyRegularization(
+                positive_weight=relative)),
+            "energy_l2_given_y": (regularization_weight if p_x_given_y_weight > 0 else 0.0, EnergyRegularization(
+                conditional=True, positive_weight=relative)),
         }
     )
 
@@ -110,6 +122,9 @@ class JEM(EBM):
         :math:`p(y \mid x)`-weighted sum of all of them, which can cancel on
         noise. When the loss also has a class-conditional term, the same chains
         are the negatives of both (half the sampling).
+    n_negatives : int, optional
+        Chains per step (default one per data row); see
+        :class:`~ebmlib.recipes.ContrastiveRecipe`.
 
     Examples
     --------
@@ -139,8 +154,10 @@ class JEM(EBM):
         loss: Loss | None = None,
         input_noise_std: float = 0.0,
         unconditional_chains: str = "marginal",
+        n_negatives: int | None = None,
     ) -> None:
-        super().__init__(model, sampler, buffer, optimizer, jem_loss() if loss is None else loss, input_noise_std)
+        super().__init__(model, sampler, buffer, optimizer, jem_loss() if loss is None else loss, input_noise_std,
+                         n_negatives)
         check_choice(unconditional_chains, UNCONDITIONAL_CHAINS, "unconditional_chains")
         if unconditional_chains == "mixture" and buffer.n_classes is None:
             raise ValueError('unconditional_chains="mixture" runs class-conditional chains: give the buffer n_classes')
@@ -161,7 +178,7 @@ class JEM(EBM):
         parts = [x]
         mixture = self.unconditional_chains == "mixture"
         if Energies in needs and not mixture:
-            parts.append(self.negatives(x.shape[0], None, generator))
+            parts.append(self.negatives(self.negatives_per_step(x), None, generator))
         if ConditionalEnergies in needs or (Energies in needs and mixture):
             negative_labels, conditional = self.conditional_negatives(x, generator)
             parts.append(conditional)

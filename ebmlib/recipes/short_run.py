@@ -37,6 +37,9 @@ class ShortRunEBM(ContrastiveRecipe):
     n_classes : int, optional
         Number of classes, for class-conditional chains (losses that need
         :class:`~ebmlib.losses.ConditionalEnergies`).
+    n_negatives : int, optional
+        Chains per step (default one per data row); see
+        :class:`~ebmlib.recipes.ContrastiveRecipe`.
 
     Examples
     --------
@@ -61,8 +64,9 @@ class ShortRunEBM(ContrastiveRecipe):
         loss: Loss | None = None,
         input_noise_std: float = 0.0,
         n_classes: int | None = None,
+        n_negatives: int | None = None,
     ) -> None:
-        super().__init__(model, sampler, optimizer, loss, input_noise_std)
+        super().__init__(model, sampler, optimizer, loss, input_noise_std, n_negatives)
         if n_classes is not None and n_classes < 1:
             raise ValueError(f"n_classes must be a positive number of classes or None, got {n_classes}")
         self.initializer = initializer

@@ -127,6 +127,8 @@ def test_formulas_on_known_values():
     assert float(cd) == pytest.approx(2.0 - (-2.0))
     assert float(cd_metrics["energy_gap"]) == pytest.approx(-4.0)
     assert float(EnergyRegularization()(batch)[0]) == pytest.approx((1 + 9) / 2 + 4)
+    assert float(EnergyRegularization(positive_weight=10.0)(batch)[0]) == pytest.approx(10 * (1 + 9) / 2 + 4)
+    assert float(EnergyRegularization(positive_weight=0.0)(batch)[0]) == pytest.approx(4.0)
     ce, ce_metrics = CrossEntropy()(batch)
     assert float(ce) == pytest.approx((torch.log(torch.tensor(2.0)).item() + 2.06e-9) / 2, rel=1e-5)
     assert float(ce_metrics["accuracy"]) == pytest.approx(0.5)  # argmax of a tie is class 0 != 1
