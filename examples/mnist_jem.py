@@ -2,9 +2,10 @@
 
 One network (the swish CNN ``SwishCNN``) gives ten logits ``f(x)``: ``p(y|x)`` is their softmax,
 ``E(x) = -logsumexp f(x)`` and ``E(x, y) = -f(x)[y]``. Training minimises cross-entropy + contrastive
-divergence of ``p(x)`` + 0.03 x an L2 penalty on the energies (JEM's objective, ``ebmlib.recipes.jem_loss``,
-with the cross-entropy weighted 16: the classifier's gradient dominates, the generative terms shape the rest),
-the generative terms ramped in over steps 200-600 (``TermWarmUp``). The negatives are SGLD chains (bf16
+divergence of ``p(x)`` + an L2 penalty on the energies, 0.03 on the samples' and 0.3 on the data's (JEM's
+objective, ``ebmlib.recipes.jem_loss``, with the cross-entropy weighted 16: the classifier's gradient
+dominates, the generative terms shape the rest), the generative terms ramped in over steps 200-600
+(``TermWarmUp``). Each step reads 128 images and runs 64 chains. The negatives are SGLD chains (bf16
 gradients) kept in a replay buffer that starts, and restarts, from uniform noise, as in JEM; they run on
 ``E(x, y)`` for uniformly drawn classes ``y`` (``JEM(unconditional_chains="mixture")``; ``marginal`` runs
 them on ``E(x)``); ``--p-x-given-y-weight`` adds a class-conditional term. The last 500 training images

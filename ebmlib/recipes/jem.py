@@ -51,11 +51,12 @@ def jem_loss(
     are named ``p_y_given_x``, ``p_x``, ``p_x_given_y``, ``energy_l2`` and
     ``energy_l2_given_y`` (metrics ``loss/<name>``).
 
-    ebmlib's MNIST reference run is
-    ``jem_loss(classification_weight=16, p_x_weight=1, regularization_weight=0.03)``:
-    JEM's objective (cross-entropy + CD of :math:`p(x)` + L2 of the energies) with
-    the cross-entropy weighted up, which raised both accuracy and the energy's
-    out-of-distribution detection there.
+    ebmlib's MNIST reference run is ``jem_loss(classification_weight=16, p_x_weight=1,
+    regularization_weight=0.03, positive_regularization_weight=0.3)``: JEM's objective
+    (cross-entropy + CD of :math:`p(x)` + L2 of the energies) with the cross-entropy
+    weighted up, which raised both accuracy and the energy's out-of-distribution
+    detection there, and the data's energies held near 0, which made the energy
+    comparable across classes.
 
     Examples
     --------
