@@ -97,7 +97,7 @@ class ImprovedContrastiveEBM(EBM):
         self.check_computable(self.loss, needs, {Energies, ConditionalEnergies, SamplerEnergies})
         rest = super().loss_inputs(needs - {Energies, SamplerEnergies}, x, y, generator)
         inputs = [rest[kind] for kind in rest.kinds()]
-        negatives = self.negatives(x.shape[0], None, generator)
+        negatives = self.negatives(self.negatives_per_step(x), None, generator)
         if Energies in needs:
             inputs.append(Energies(*self.model(torch.cat([x, negatives])).split([len(x), len(negatives)])))
         inputs.append(SamplerEnergies(self.frozen_energy(self.differentiable_steps(negatives, generator))))
