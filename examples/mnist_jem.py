@@ -112,7 +112,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--chain-start", choices=("noise", "class-gaussian"), default="noise",
                    help="where buffer chains start and restart: U(-1, 1) noise or per-class Gaussians (JEM++)")
     p.add_argument("--reinit-prob", type=float, default=0.05, help="chance to restart a chain at each visit")
-    p.add_argument("--regularization", type=float, default=0.03, help="weight of the energy L2 penalty")
+    p.add_argument("--regularization", type=float, default=0.03, help="weight of the energy L2 penalty on the samples'")
     p.add_argument("--positive-regularization", type=float, default=0.3,
                    help="weight of the energy L2 penalty on the data's energies (--regularization's on the samples')")
     p.add_argument("--warm-up", type=int, nargs=2, default=(200, 600), metavar=("START", "END"),
@@ -143,6 +143,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--calibration-size must be 0 or more, got {args.calibration_size}")
     if not 0 <= args.warm_up[0] <= args.warm_up[1]:
         p.error(f"--warm-up needs 0 <= START <= END, got {args.warm_up[0]} {args.warm_up[1]}")
+    if args.positive_regularization > 0 and not args.regularization > 0:
+        p.error(f"--positive-regularization {args.positive_regularization} weighs the data's side of the energy "
+                f"penalty, which needs --regularization > 0, got {args.regularization} (to switch the penalty off, "
+                "pass --positive-regularization 0 too)")
     if not 0 <= args.reinit_prob <= 1:
         p.error(f"--reinit-prob must lie in [0, 1], got {args.reinit_prob}")
     args.out = args.out or f"runs/{args.dataset.replace('-', '_')}_jem"

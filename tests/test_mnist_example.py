@@ -156,12 +156,18 @@ def test_offline_without_files_stops_before_training_and_says_how_to_provide_the
 
 
 @pytest.mark.parametrize("flag, value", [("--steps", "-3"), ("--steps", "2.5"), ("--batch-size", "0"),
-                                         ("--lr", "-1e-3"), ("--reinit-prob", "1.5")])
+                                         ("--lr", "-1e-3"), ("--reinit-prob", "1.5"), ("--regularization", "0")])
 def test_bad_numbers_on_the_command_line_stop_before_any_work(example, tmp_path, flag, value, capsys):
     with pytest.raises(SystemExit) as stopped:
         example.main(["--quick", "--data-dir", str(tmp_path / "none"), "--out", str(tmp_path / "run"), flag, value])
     assert stopped.value.code == 2 and flag in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_the_energy_penalty_switches_off_with_both_of_its_flags(example):
+    args = example.parse_args(["--regularization", "0", "--positive-regularization", "0"])
+    loss = example.build_recipe(args, torch.zeros(20, 1, 28, 28), torch.arange(20) % 10).loss
+    assert loss.weights["energy_l2"] == 0.0
 
 
 def test_load_mnist_scales_to_minus_one_one_and_reads_both_splits(tmp_path):

@@ -122,6 +122,7 @@ def test_jem_loss_weighs_the_data_side_of_the_penalty_on_its_own():
     assert float(same) == pytest.approx(4 + 1)  # by default alpha+ = alpha
     with pytest.raises(ValueError, match="needs regularization_weight > 0"):
         jem_loss(positive_regularization_weight=0.5)
+    assert jem_loss(positive_regularization_weight=0.0).weights["energy_l2"] == 0.0  # both off: no penalty
     with pytest.raises(ValueError, match="positive_regularization_weight must be non-negative"):
         jem_loss(regularization_weight=0.1, positive_regularization_weight=-1.0)
 

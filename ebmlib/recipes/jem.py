@@ -70,10 +70,11 @@ def jem_loss(
     relative = 1.0  # the data side's weight relative to the negatives' (the term's weight is alpha)
     if positive_regularization_weight is not None:
         check_positive(positive_regularization_weight, "positive_regularization_weight", allow_zero=True)
-        if not regularization_weight > 0:
+        if positive_regularization_weight > 0 and not regularization_weight > 0:
             raise ValueError("positive_regularization_weight weighs the data side of the energy penalty, which needs "
                              f"regularization_weight > 0 (the negatives' side), got {regularization_weight}")
-        relative = positive_regularization_weight / regularization_weight
+        if regularization_weight > 0:
+            relative = positive_regularization_weight / regularization_weight
     return WeightedSum(
         {
             "p_y_given_x": (classification_weight, CrossEntropy()),
