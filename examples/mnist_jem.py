@@ -156,6 +156,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def build_recipe(args: argparse.Namespace, images: torch.Tensor, labels: torch.Tensor, rank: int = 0) -> JEM:
     """The JEM recipe: swish CNN, SGLD, replay buffer from uniform noise, CE + CD of p(x) + energy L2."""
     model = ClassifierEnergy(SwishCNN(channels=1, width=args.width, n_outputs=10), n_classes=10)
+    model.to(memory_format=torch.channels_last)  # with bf16 SGLD the fastest layout (benchmarks/README.md)
     sampler = Langevin(args.step_size, args.noise_std, n_steps=args.sgld_steps, clamp=(-1.0, 1.0),
                        precision=args.precision)
     start = (UniformInit(tuple(images.shape[1:]), -1.0, 1.0) if args.chain_start == "noise"

@@ -100,6 +100,14 @@ def test_loss_weights_follow_the_command_line(example):
     assert default_loss.terms["energy_l2"].positive_weight == pytest.approx(ratio) and ratio > 1
 
 
+def test_the_network_is_laid_out_for_the_fast_sampling_path(example):
+    recipe = example.build_recipe(example.parse_args([]), torch.zeros(20, 1, 28, 28), torch.arange(20) % 10)
+    convolutions = [m.weight for m in recipe.model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convolutions) == 4 and recipe.sampler.precision == "bf16"
+    assert all(w.is_contiguous(memory_format=torch.channels_last) for w in convolutions)
+    assert not any(w.is_contiguous() for w in convolutions[1:])  # the first has one input channel: both layouts
+
+
 def test_interrupted_run_resumes_from_its_checkpoint(example, tmp_path, monkeypatch, capsys):
     data = write_mnist(tmp_path / "data", n_train=120, n_test=60)
     out = tmp_path / "run"
