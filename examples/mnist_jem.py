@@ -19,7 +19,8 @@ script only wires it.
 
 Outputs in ``--out`` (default ``runs/<dataset>_jem``): metrics.json, chain_evolution.png (chains from
 uniform noise, one row per class), samples_conditional.png, samples_unconditional.png,
-energy_histogram.png, training_curves.png, history.csv and checkpoints/.
+energy_histogram.png, ood_hardest_cases.png (the test digits rated least likely, the non-digits rated most
+likely), training_curves.png, history.csv and checkpoints/.
 """
 
 from __future__ import annotations

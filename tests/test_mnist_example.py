@@ -19,7 +19,7 @@ from tests.idx_files import fake_digits, write_mnist
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "mnist_jem.py"
 OUTPUTS = ("metrics.json", "samples_conditional.png", "samples_unconditional.png", "chain_evolution.png",
-           "energy_histogram.png", "training_curves.png", "history.csv")
+           "energy_histogram.png", "ood_hardest_cases.png", "training_curves.png", "history.csv")
 
 
 @pytest.fixture(scope="module")

@@ -194,13 +194,29 @@ def test_evaluate_jem_uses_the_recipes_sampler_initializer_and_buffer():
     assert not any(name.startswith("from_initializer") for name in alone.metrics)
 
 
+def test_the_hardest_ood_cases_are_the_least_likely_test_images_and_the_most_likely_outsiders():
+    images, _ = labelled_images()  # report()'s test images: 160, of which the 20 hardest are kept
+    shifted = {"shifted": lambda x, generator: x.roll(1, dims=-1)}  # the bar moves; the closest stay near 0
+    result = report(ood_transforms=shifted)
+    model = ClassifierEnergy(NearestPrototype(), N_CLASSES)
+    energy = model.energy(images).detach()
+    outside = images.roll(1, dims=-1)
+    outside_energy = model.energy(outside).detach()
+    kept = result.hardest_cases
+    assert set(kept) == {"test_images", "shifted"} and kept["test_images"].shape == (20, 1, 8, 8)
+    torch.testing.assert_close(kept["test_images"], images[energy.argsort(descending=True)[:20]])
+    torch.testing.assert_close(kept["shifted"], outside[outside_energy.argsort()[:20]])
+    assert model.energy(kept["test_images"]).detach().diff().le(1e-6).all()  # highest energy first
+
+
 def test_report_pictures_show_one_row_per_class(tmp_path):
     recipe = jem(UniformInit((1, 8, 8)))
     images, labels = labelled_images()
     result = evaluate_jem(recipe, images, labels, NearestPrototype(), n_samples=20, n_steps=10, progress=False,
                           generator=g(4))
     written = save_report_pictures(result, tmp_path / "pictures", class_names=["a", "b", "c", "d"], per_class=3)
-    assert set(written) == {"chain_evolution", "samples_conditional", "samples_unconditional", "energy_histogram"}
+    assert set(written) == {"chain_evolution", "samples_conditional", "samples_unconditional", "energy_histogram",
+                            "ood_hardest_cases"}
     for path in written.values():
         assert path.parent == tmp_path / "pictures" and mpimg.imread(path).shape[0] > 50
     with pytest.raises(ValueError, match="per_class"):

@@ -35,6 +35,8 @@ Transform = Callable[[Tensor, torch.Generator | None], Tensor]
 
 _CHAIN_STEPS_PER_UPDATE = 8192
 """Chains times steps between two progress-bar updates of the report's sampling (a few seconds on a CPU)."""
+HARDEST_CASES = 20
+"""Images kept per set in :attr:`ClassifierEnergyReport.hardest_cases`."""
 
 
 @dataclass
@@ -63,6 +65,10 @@ class ClassifierEnergyReport:
         Set name -> :math:`E(x)` ``(n,)`` of the test images, each OOD set, the
         unconditional samples of each start and the buffer's chains (for
         :func:`~ebmlib.evaluation.pictures.save_energy_histogram`).
+    hardest_cases : dict
+        Set name -> ``(k, *event_shape)``: the images that cost the energy score its
+        OOD AUROC, worst first: the ``k`` test images of highest energy
+        (``"test_images"``) and the ``k`` images of lowest energy of each OOD set.
 
     Examples
     --------
@@ -78,6 +84,7 @@ class ClassifierEnergyReport:
     trajectory_steps: list[int] = field(default_factory=list)
     trajectory_set: str = ""
     energies: dict[str, Tensor] = field(default_factory=dict)
+    hardest_cases: dict[str, Tensor] = field(default_factory=dict)
 
 
 def evaluate_classifier_energy(
@@ -138,6 +145,8 @@ def evaluate_classifier_energy(
 
     The class-conditional chains from the first start also give the report's
     trajectory: one chain per class, seen at ``n_snapshots`` evenly spaced steps.
+    The report also keeps the OOD detector's hardest cases: the test images of
+    highest energy and each OOD set's images of lowest energy (20 of each).
     Sampling is the cost: ``2 * len(starts) * n_samples * n_steps`` chain steps.
     Everything else runs without gradients except the ``grad_norm`` OOD score.
     The model and the judge are evaluated in eval mode and put back as they were.
@@ -239,6 +248,7 @@ def evaluate_classifier_energy(
     try:
         metrics: dict[str, Tensor | float] = {}
         energies: dict[str, Tensor] = {}
+        hardest_cases: dict[str, Tensor] = {}
 
         def energy(x: Tensor) -> Tensor:
             return batched(model.energy, x, batch_size)
@@ -274,12 +284,16 @@ def evaluate_classifier_energy(
         bar.set_description("evaluation: OOD scores of the test images")
         inside = ood_scores(model, ood_images, batch_size)
         bar.update(len(ood_images))
+        n_hardest = min(HARDEST_CASES, len(ood_images))
+        hardest_cases["test_images"] = ood_images[inside["energy"].argsort()[:n_hardest]]  # -E: highest E first
         for name, transform in transforms.items():
             bar.set_description(f"evaluation: OOD scores of {name}")
-            outside = ood_scores(model, transform(ood_images, generator), batch_size)
+            outside_images = transform(ood_images, generator)
+            outside = ood_scores(model, outside_images, batch_size)
             bar.update(len(ood_images))
             metrics.update({f"ood_auroc/{name}/{score}": auroc(inside[score], outside[score]) for score in OOD_SCORES})
             energies[name] = -outside["energy"]
+            hardest_cases[name] = outside_images[outside["energy"].argsort(descending=True)[:n_hardest]]
 
         noise = torch.rand((n_samples, *event_shape), generator=generator, device=device, dtype=dtype) * 2 - 1
         noise_fd = frechet_distance(test_features, batched(judge.features, noise, batch_size))
@@ -351,6 +365,7 @@ def evaluate_classifier_energy(
         trajectory_steps=[min(r * record_every, n_steps) for r in range(trajectory.shape[0])],
         trajectory_set=f"from_{next(iter(starts))}",
         energies=energies,
+        hardest_cases=hardest_cases,
     )
 
 
@@ -456,7 +471,9 @@ def save_report_pictures(
     - ``samples_conditional.png``: ``per_class`` class-conditional samples per
       row (one row per class) for each start, beside the replay buffer's chains;
     - ``samples_unconditional.png``: unconditional samples for each start;
-    - ``energy_histogram.png``: energies of test images, samples, noise, inverted and flipped images.
+    - ``energy_histogram.png``: energies of test images, samples, noise, inverted and flipped images;
+    - ``ood_hardest_cases.png``: the test images the energy rates least likely beside
+      the images of each OOD set it rates most likely (``report.hardest_cases``).
 
     Parameters
     ----------
@@ -516,6 +533,11 @@ def save_report_pictures(
         written["energy_histogram"] = save_energy_histogram(
             {name.replace("_", " "): e for name, e in report.energies.items()}, folder / "energy_histogram.png",
             title="energy E(x) of each set")
+    if report.hardest_cases:
+        panels = {("test images, highest energy" if name == "test_images" else
+                   f"{name.replace('_', ' ')}, lowest energy"): x for name, x in report.hardest_cases.items()}
+        written["ood_hardest_cases"] = save_sample_comparison(
+            panels, folder / "ood_hardest_cases.png", nrow=per_class, value_range=value_range)
     return written
 
 
