@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 SCRIPTS = DOCS / "scripts"
 MNIST_PICTURES = ("chain_evolution.png", "samples_conditional.png", "samples_unconditional.png", "energy_histogram.png",
-                  "training_curves.png")
+                  "ood_hardest_cases.png", "training_curves.png")
 """The pictures examples/mnist_jem.py writes, in the order the MNIST page shows them (chains from noise first)."""
 
 

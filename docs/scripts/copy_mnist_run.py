@@ -26,6 +26,7 @@ FILES = (
     "samples_conditional.png",
     "samples_unconditional.png",
     "energy_histogram.png",
+    "ood_hardest_cases.png",
     "training_curves.png",
 )
 """What the page shows of the pictured run: ``examples/mnist_jem.py``'s metrics and pictures."""
