@@ -537,7 +537,7 @@ def save_report_pictures(
         panels = {("test images, highest energy" if name == "test_images" else
                    f"{name.replace('_', ' ')}, lowest energy"): x for name, x in report.hardest_cases.items()}
         written["ood_hardest_cases"] = save_sample_comparison(
-            panels, folder / "ood_hardest_cases.png", nrow=per_class, value_range=value_range)
+            panels, folder / "ood_hardest_cases.png", nrow=5, value_range=value_range)  # a near-square grid each
     return written
 
 
