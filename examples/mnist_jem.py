@@ -6,11 +6,11 @@ divergence of ``p(x)`` + an L2 penalty on the energies, 0.03 on the samples' and
 objective, ``ebmlib.recipes.jem_loss``, with the cross-entropy weighted 16: the classifier's gradient
 dominates, the generative terms shape the rest), the generative terms ramped in over steps 200-600
 (``TermWarmUp``). Each step reads 128 images and runs 64 chains. The negatives are SGLD chains (bf16
-gradients) kept in a replay buffer that starts, and restarts, from uniform noise, as in JEM; they run on
-``E(x, y)`` for uniformly drawn classes ``y`` (``JEM(unconditional_chains="mixture")``; ``marginal`` runs
-them on ``E(x)``); ``--p-x-given-y-weight`` adds a class-conditional term. The last 500 training images
-are held out to fit the softmax temperature of the calibrated ECE. Everything below is library code; this
-script only wires it.
+gradients) kept in a replay buffer that starts, and restarts (p = 0.02 per visit), from uniform noise, as
+in JEM; they run on ``E(x, y)`` for uniformly drawn classes ``y`` (``JEM(unconditional_chains="mixture")``;
+``marginal`` runs them on ``E(x)``); ``--p-x-given-y-weight`` adds a class-conditional term. The last 500
+training images are held out to fit the softmax temperature of the calibrated ECE. Everything below is
+library code; this script only wires it.
 
     python3 examples/mnist_jem.py --data-dir ../shared/data/mnist-10k          # <= 10 minutes on 2 CPU cores
     python3 examples/mnist_jem.py --quick                                        # < 1 minute smoke run
@@ -112,7 +112,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--buffer-size", type=positive(int), default=1000, help="replay-buffer chains (split over classes)")
     p.add_argument("--chain-start", choices=("noise", "class-gaussian"), default="noise",
                    help="where buffer chains start and restart: U(-1, 1) noise or per-class Gaussians (JEM++)")
-    p.add_argument("--reinit-prob", type=float, default=0.05, help="chance to restart a chain at each visit")
+    p.add_argument("--reinit-prob", type=float, default=0.02, help="chance to restart a chain at each visit")
     p.add_argument("--regularization", type=float, default=0.03, help="weight of the energy L2 penalty on the samples'")
     p.add_argument("--positive-regularization", type=float, default=0.3,
                    help="weight of the energy L2 penalty on the data's energies (--regularization's on the samples')")
