@@ -12,10 +12,12 @@ in JEM; they run on ``E(x, y)`` for uniformly drawn classes ``y`` (``JEM(uncondi
 training images are held out to fit the softmax temperature of the calibrated ECE. Everything below is
 library code; this script only wires it.
 
-    python3 examples/mnist_jem.py --data-dir ../shared/data/mnist-10k          # <= 10 minutes on 2 CPU cores
-    python3 examples/mnist_jem.py --quick                                        # < 1 minute smoke run
-    python3 examples/mnist_jem.py --data-dir ../shared/data/mnist-10k --resume  # continue after Ctrl-C
-    torchrun --standalone --nproc_per_node 2 examples/mnist_jem.py --data-dir ../shared/data/mnist-10k
+    python3 examples/mnist_jem.py                            # MNIST-10k, shipped: <= 10 minutes on 2 CPU cores
+    python3 examples/mnist_jem.py --dataset fashion-mnist    # Fashion-MNIST-10k, shipped too
+    python3 examples/mnist_jem.py --data-dir data            # full MNIST: read from, or downloaded to, ./data
+    python3 examples/mnist_jem.py --quick                    # < 1 minute smoke run
+    python3 examples/mnist_jem.py --resume                   # continue after Ctrl-C
+    torchrun --standalone --nproc_per_node 2 examples/mnist_jem.py
 
 Outputs in ``--out`` (default ``runs/<dataset>_jem``): metrics.json, chain_evolution.png (chains from
 uniform noise, one row per class), samples_conditional.png, samples_unconditional.png,
@@ -42,7 +44,7 @@ from torch.utils.data import TensorDataset
 
 from ebmlib.buffers import ClassGaussianInit, ReplayBuffer, UniformInit
 from ebmlib.checkpoint import CheckpointError
-from ebmlib.data import DATASETS, DatasetNotFoundError, class_names, download_dataset, load_dataset
+from ebmlib.data import DATASETS, DatasetNotFoundError, class_names, default_root, download_dataset, load_dataset
 from ebmlib.evaluation import (
     accuracy,
     batched,
@@ -90,7 +92,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--dataset", choices=sorted(DATASETS), default="mnist")
-    p.add_argument("--data-dir", default="data", help="folder with <Dataset>/raw/*-ubyte (downloaded there if absent)")
+    p.add_argument("--data-dir", default=None,
+                   help="folder with <Dataset>/raw/*-ubyte, downloaded there if absent (default: the 10,000-image "
+                        "subset shipped with ebmlib for mnist and fashion-mnist, ./data for kmnist)")
     p.add_argument("--out", default=None, help="output folder (default runs/<dataset>_jem)")
     p.add_argument("--steps", type=positive(int), default=3000, help="total training steps")
     p.add_argument("--max-minutes", type=float, default=7.0,
@@ -179,11 +183,12 @@ class SplitError(ValueError):
 
 
 def load_splits(args: argparse.Namespace) -> tuple[torch.Tensor, ...]:
+    root = args.data_dir or default_root(args.dataset)
     with main_process_first() as process:  # one process downloads, the others read its files
         if process.rank == 0:
-            download_dataset(args.dataset, args.data_dir)
-        train_x, train_y = load_dataset(args.dataset, args.data_dir, train=True, download=False)
-        test_x, test_y = load_dataset(args.dataset, args.data_dir, train=False, download=False)
+            download_dataset(args.dataset, root)
+        train_x, train_y = load_dataset(args.dataset, root, train=True, download=False)
+        test_x, test_y = load_dataset(args.dataset, root, train=False, download=False)
     train_x, train_y = train_x[: args.train_size], train_y[: args.train_size]
     held_out = args.calibration_size
     if held_out >= len(train_x):
@@ -204,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         train_x, train_y, test_x, test_y, calibration_x, calibration_y = load_splits(args)
     except DatasetNotFoundError as error:
-        print(f"error: {error}\n(in this repository: --data-dir ../shared/data/mnist-10k)", file=sys.stderr)
+        print(f"error: {error}\n(without --data-dir, mnist and fashion-mnist read the subsets shipped with ebmlib)",
+              file=sys.stderr)
         shutdown()
         return 2
     except SplitError as error:
@@ -262,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         "device": str(device), "settings": vars(args),
         "data": {"dataset": args.dataset, "train_images": len(train_x), "test_images": len(test_x),
                  "calibration_images": len(calibration_x),
-                 "data_dir": str(args.data_dir)},
+                 "data_dir": args.data_dir or "the subset shipped with ebmlib"},
     })
     save_report_pictures(report, out, class_names=class_names(args.dataset))
     save_training_curves(trainer.history, out / "training_curves.png")

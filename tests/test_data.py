@@ -9,9 +9,12 @@ import torchvision
 from ebmlib.data import (
     DATASETS,
     MNIST_FILES,
+    SUBSETS,
+    SUBSETS_ROOT,
     DatasetNotFoundError,
     MNISTNotFoundError,
     class_names,
+    default_root,
     download_dataset,
     load_dataset,
     load_mnist,
@@ -111,3 +114,28 @@ def test_load_mnist_is_load_dataset_of_mnist(tmp_path):
         for a, b in zip(load_mnist(root, train, download=False), load_dataset("mnist", root, train, False),
                         strict=True):
             assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("name", ["mnist", "fashion-mnist"])
+def test_the_shipped_subsets_load_offline_balanced_and_scaled(offline, name):
+    assert default_root(name) == SUBSETS_ROOT and name in SUBSETS
+    train_x, train_y = load_dataset(name, SUBSETS_ROOT, train=True)
+    test_x, test_y = load_dataset(name, SUBSETS_ROOT, train=False)
+    assert offline == []  # read from the package, not downloaded
+    assert train_x.shape == (8000, 1, 28, 28) and test_x.shape == (2000, 1, 28, 28)
+    assert train_x.min() == -1 and train_x.max() == 1
+    # every class, near 1/10 each (MNIST-10k's training classes: 690..902 images)
+    assert train_y.bincount().min() >= 600 and test_y.bincount().min() >= 150
+    assert (SUBSETS_ROOT / "README.md").read_text().count("MIT") >= 2  # sources and licences ship with the files
+
+
+def test_gzipped_files_read_like_uncompressed_ones(tmp_path):
+    import gzip
+    root = write_dataset(tmp_path, "kmnist", n_train=20, n_test=10)
+    expected = load_dataset("kmnist", root, train=True, download=False)
+    for path in raw_folder(root, "kmnist").iterdir():
+        path.with_name(path.name + ".gz").write_bytes(gzip.compress(path.read_bytes()))
+        path.unlink()
+    for a, b in zip(load_dataset("kmnist", root, train=True, download=False), expected, strict=True):
+        assert torch.equal(a, b)
+    assert default_root("kmnist").as_posix() == "data"  # no subset shipped: downloaded into ./data

@@ -159,8 +159,20 @@ def test_offline_without_files_stops_before_training_and_says_how_to_provide_the
     message = capsys.readouterr().err
     assert no_network  # a download was tried
     assert f"MNIST files not found in {mnist_raw_folder(tmp_path / 'empty')}" in message
-    assert "the download failed" in message and "--data-dir ../shared/data/mnist-10k" in message
+    assert "the download failed" in message and "--data-dir <dir>" in message
+    assert "without --data-dir, mnist and fashion-mnist read the subsets shipped with ebmlib" in message
+    assert "shared" not in message  # no path of the machines that made ebmlib
     assert not out.exists()  # nothing trained, nothing written
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "fashion-mnist"])
+def test_without_a_data_flag_the_shipped_subset_is_read_with_no_network(example, no_network, dataset, monkeypatch):
+    args = example.parse_args(["--quick", "--dataset", dataset])
+    assert args.data_dir is None
+    train_x, train_y, test_x, test_y, calibration_x, _ = example.load_splits(args)
+    assert no_network == []  # nothing was downloaded
+    assert len(train_x) + len(calibration_x) == 500 and len(test_x) == 200  # --quick's sizes of 8,000 / 2,000
+    assert train_x.min() >= -1 and train_x.max() <= 1 and set(train_y.tolist()) == set(range(10))
 
 
 @pytest.mark.parametrize("flag, value", [("--steps", "-3"), ("--steps", "2.5"), ("--batch-size", "0"),

@@ -118,6 +118,7 @@ def test_a_recipe_that_cannot_compute_an_input_says_so_before_training():
 
 @pytest.mark.slow
 def test_mypy_catches_a_misspelt_input_or_field(tmp_path):
+    pytest.importorskip("mypy", reason="needs mypy: pip install -e '.[test]'")
     source = tmp_path / "typo.py"
     source.write_text(textwrap.dedent("""
         from torch import Tensor

@@ -1,6 +1,6 @@
 """Copy the MNIST JEM run's pictures and metrics into the docs (docs/_static/mnist/).
 
-    python3 examples/mnist_jem.py --data-dir ../shared/data/mnist-10k          # writes runs/mnist_jem/
+    python3 examples/mnist_jem.py                                              # writes runs/mnist_jem/
     python3 docs/scripts/copy_mnist_run.py runs/mnist_jem
 
     # several seeds: the pictures of the first, the numbers of all (tables show "a / b / c")

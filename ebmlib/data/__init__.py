@@ -1,11 +1,14 @@
-"""Data: 2D toy distributions and the MNIST family (MNIST, Fashion-MNIST, KMNIST) through torchvision."""
+"""Data: 2D toy distributions and the MNIST family (MNIST, Fashion-MNIST, KMNIST), with offline subsets of two."""
 
 from .mnist import (
     DATASETS,
     MNIST_FILES,
+    SUBSETS,
+    SUBSETS_ROOT,
     DatasetNotFoundError,
     MNISTNotFoundError,
     class_names,
+    default_root,
     download_dataset,
     load_dataset,
     load_mnist,
@@ -17,5 +20,5 @@ from .toy import TOY_DISTRIBUTIONS, checkerboard, eight_gaussians, rings, sample
 __all__ = [
     "TOY_DISTRIBUTIONS", "sample_toy", "eight_gaussians", "two_moons", "rings", "checkerboard",
     "DATASETS", "load_dataset", "download_dataset", "raw_folder", "class_names", "DatasetNotFoundError",
-    "load_mnist", "mnist_raw_folder", "MNIST_FILES", "MNISTNotFoundError",
+    "load_mnist", "mnist_raw_folder", "MNIST_FILES", "MNISTNotFoundError", "SUBSETS", "SUBSETS_ROOT", "default_root",
 ]

@@ -1,16 +1,20 @@
-"""MNIST, Fashion-MNIST and KMNIST through torchvision, as in-memory tensors scaled to [-1, 1].
+"""MNIST, Fashion-MNIST and KMNIST as in-memory tensors scaled to [-1, 1]; downloads through torchvision.
 
 The three share one layout: 28x28 grayscale images in ten classes, stored by
-torchvision as four uncompressed IDX files in ``<root>/<folder>/raw/``
-(``MNIST``, ``FashionMNIST`` or ``KMNIST``).
+torchvision as four IDX files in ``<root>/<folder>/raw/`` (``MNIST``,
+``FashionMNIST`` or ``KMNIST``), uncompressed or gzipped (``.gz``).
+ebmlib ships 10,000-image subsets of MNIST and Fashion-MNIST in that layout
+under :data:`SUBSETS_ROOT`, so that they load offline.
 """
 
 from __future__ import annotations
 
+import gzip
 import os
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import Tensor
 
 DATASETS: dict[str, str] = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "kmnist": "KMNIST"}
@@ -23,6 +27,28 @@ MNIST_FILES = (
     "t10k-labels-idx1-ubyte",
 )
 """The uncompressed IDX files torchvision expects in ``<root>/<folder>/raw/``, the same for every dataset."""
+
+
+SUBSETS_ROOT = Path(__file__).parent / "subsets"
+"""The data root of the subsets shipped with ebmlib (``<root>/MNIST/raw``, ``<root>/FashionMNIST/raw``, gzipped IDX):
+8,000 training and 2,000 test images of MNIST and of Fashion-MNIST, drawn per class at random (seed 0); sources
+and licences (MIT) in its ``README.md``. ``load_dataset("mnist", SUBSETS_ROOT)`` reads them without a network."""
+
+SUBSETS = ("mnist", "fashion-mnist")
+"""The datasets with a subset under :data:`SUBSETS_ROOT`."""
+
+
+def default_root(name: str) -> Path:
+    """Where dataset ``name`` is read from when no folder is given: :data:`SUBSETS_ROOT` for the datasets
+    shipped with ebmlib (:data:`SUBSETS`), ``./data`` (downloaded there) for the others.
+
+    Examples
+    --------
+    >>> default_root("mnist") == SUBSETS_ROOT, default_root("kmnist").as_posix()
+    (True, 'data')
+    """
+    _folder(name)
+    return SUBSETS_ROOT if name in SUBSETS else Path("data")
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -171,23 +197,25 @@ def load_dataset(
     ...
     ebmlib.data.mnist.DatasetNotFoundError: FashionMNIST files not found in no/such/folder/FashionMNIST/raw ...
     """
-    dataset_class = _dataset_class(name)
     raw = raw_folder(root, name)
     missing = _missing(raw)
     if missing and not download:
         raise DatasetNotFoundError(_not_found_message(name, raw, missing, "downloading is off (download=False)"))
     if missing:
         download_dataset(name, root)
+    split = "train" if train else "t10k"
     try:
-        dataset = dataset_class(str(root), train=train, download=False)
-    except (RuntimeError, AssertionError, ValueError, TypeError) as error:
-        split = "train" if train else "t10k"
+        images = _read_idx(raw / f"{split}-images-idx3-ubyte", ndim=3)
+        labels = _read_idx(raw / f"{split}-labels-idx1-ubyte", ndim=1)
+        if images.shape[1:] != (28, 28) or len(labels) != len(images):
+            raise ValueError(f"images of shape {tuple(images.shape)} for {len(labels)} labels")
+    except (OSError, EOFError, ValueError, RuntimeError) as error:
         raise DatasetNotFoundError(
             f"could not read the {DATASETS[name]} {split} files in {raw} ({type(error).__name__}: {error}); they must "
-            f"be uncompressed IDX files {split}-images-idx3-ubyte (uint8, N x 28 x 28) and {split}-labels-idx1-ubyte"
+            f"be IDX files {split}-images-idx3-ubyte (uint8, N x 28 x 28) and {split}-labels-idx1-ubyte, "
+            "uncompressed or gzipped (.gz)"
         ) from error
-    images = dataset.data.unsqueeze(1).float().div(255.0).mul(2.0).sub(1.0)
-    return images, dataset.targets.long()
+    return images.unsqueeze(1).float().div(255.0).mul(2.0).sub(1.0), labels.long()
 
 
 def load_mnist(
@@ -221,7 +249,26 @@ def _dataset_class(name: str) -> Any:
 
 
 def _missing(raw: Path) -> list[str]:
-    return [file for file in MNIST_FILES if not (raw / file).is_file()]
+    return [file for file in MNIST_FILES if not _stored(raw / file).is_file()]
+
+
+def _stored(path: Path) -> Path:
+    """``path``, or its gzipped ``path.gz`` when only that exists."""
+    gzipped = path.with_name(path.name + ".gz")
+    return gzipped if not path.is_file() and gzipped.is_file() else path
+
+
+def _read_idx(path: Path, ndim: int) -> Tensor:
+    """An IDX file of unsigned bytes (uncompressed, or ``path.gz``) as a uint8 tensor of ``ndim`` dimensions."""
+    path = _stored(path)
+    data = (gzip.open if path.suffix == ".gz" else open)(path, "rb").read()
+    if len(data) < 4 + 4 * ndim or data[:4] != bytes([0, 0, 8, ndim]):
+        raise ValueError(f"{path.name} is not an IDX file of unsigned bytes with {ndim} dimensions")
+    shape = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    body = data[4 + 4 * ndim:]
+    if len(body) != torch.Size(shape).numel():
+        raise ValueError(f"{path.name} holds {len(body)} bytes of data, its header promises shape {shape}")
+    return torch.frombuffer(bytearray(body), dtype=torch.uint8).reshape(shape)
 
 
 def _not_found_message(name: str, raw: Path, missing: list[str], reason: str) -> str:

@@ -102,6 +102,7 @@ def evaluate_classifier_energy(
     n_samples: int = 1000,
     n_steps: int = 256,
     n_snapshots: int = 9,
+    recognition_steps: Sequence[int] = (64,),
     ood_transforms: Mapping[str, Transform] | None = None,
     max_ood_images: int | None = 2000,
     generator: torch.Generator | None = None,
@@ -137,6 +138,11 @@ def evaluate_classifier_energy(
       - ``<set>/class_share/<k>``: the share of unconditional samples the judge
         puts in class ``k``, and their minimum ``<set>/class_share_min``
         (a generator that covers every class keeps it near ``1 / n_classes``);
+      - ``<set>/marginal/frechet_distance_ratio``, ``<set>/marginal/class_share_min``, ...:
+        the same for chains on the model's own :math:`E(x)` (``sampler.sample(model, x)``),
+        whatever ``unconditional_chains`` is (for ``"marginal"`` they are the chains above);
+      - ``<set>/conditional_recognition_at_<s>_steps``: the conditional chains' recognition
+        after each of the ``recognition_steps`` (the same chains, seen earlier);
     - ``buffer/...``: the same for the replay buffer's chains (recognition by
       their slots' classes, Fréchet distance of up to ``n_samples`` of them);
     - ``<set>/mean_energy`` for every set above, the test images and the OOD
@@ -147,7 +153,7 @@ def evaluate_classifier_energy(
     trajectory: one chain per class, seen at ``n_snapshots`` evenly spaced steps.
     The report also keeps the OOD detector's hardest cases: the test images of
     highest energy and each OOD set's images of lowest energy (20 of each).
-    Sampling is the cost: ``2 * len(starts) * n_samples * n_steps`` chain steps.
+    Sampling is the cost: ``2 * len(starts) * n_samples * n_steps`` chain steps (``3 * ...`` for mixture chains).
     Everything else runs without gradients except the ``grad_norm`` OOD score.
     The model and the judge are evaluated in eval mode and put back as they were.
 
@@ -184,6 +190,8 @@ def evaluate_classifier_energy(
         Sampler steps of every chain.
     n_snapshots : int
         Snapshots in the trajectory, the start and the end included (``>= 2``).
+    recognition_steps : sequence of int
+        Earlier steps (below ``n_steps``) at which the conditional chains are judged too.
     ood_transforms : mapping, optional
         Name -> ``f(x, generator)`` making an OOD set; default :data:`~ebmlib.evaluation.ood.OOD_TRANSFORMS`.
     max_ood_images : int, optional
@@ -240,7 +248,9 @@ def evaluate_classifier_energy(
     intended = torch.arange(n_classes, device=device).repeat_interleave(n_samples // n_classes)
     first_of_class = torch.arange(n_classes, device=device) * (n_samples // n_classes)
     record_every = math.ceil(n_steps / (n_snapshots - 1))
-    work = len(starts) * n_steps * (len(intended) + n_samples) + (1 + len(transforms)) * len(ood_images)
+    n_unconditional = n_samples * (1 if unconditional_chains == "marginal" else 2)
+    work = len(starts) * n_steps * (len(intended) + n_unconditional) + (1 + len(transforms)) * len(ood_images)
+    early_steps = sorted({s for s in recognition_steps if 0 < s < n_steps})
     bar = tqdm(total=work, disable=not progress, desc="evaluation", unit="step", unit_scale=True, dynamic_ncols=True)
     modes = model.training, judge.training
     model.eval()
@@ -253,20 +263,27 @@ def evaluate_classifier_energy(
         def energy(x: Tensor) -> Tensor:
             return batched(model.energy, x, batch_size)
 
-        def run(x: Tensor, y: Tensor | None, keep: Tensor | None = None) -> tuple[Tensor, list[Tensor]]:
+        def run(
+            x: Tensor, y: Tensor | None, keep: Tensor | None = None
+        ) -> tuple[Tensor, list[Tensor], dict[int, Tensor]]:
             """Chains from x for n_steps, in pieces short enough for the bar to move every few seconds;
-            with keep, the chains keep seen every record_every steps (the start first)."""
+            with keep, the chains keep seen every record_every steps (the start first); and every chain
+            at each of the early steps."""
             kept = [x[keep]] if keep is not None else []
+            early: dict[int, Tensor] = {}
             piece = max(1, min(record_every, _CHAIN_STEPS_PER_UPDATE // x.shape[0]))
             done = 0
             while done < n_steps:
-                steps = min(piece, n_steps - done, record_every - done % record_every)
+                steps = min(piece, n_steps - done, record_every - done % record_every,
+                            *(s - done for s in early_steps if s > done))
                 x = sampler.sample(model, x, n_steps=steps, y=y, generator=generator)
                 done += steps
                 bar.update(x.shape[0] * steps)
                 if keep is not None and (done % record_every == 0 or done == n_steps):
                     kept.append(x[keep])
-            return x, kept
+                if done in early_steps:
+                    early[done] = x
+            return x, kept, early
 
         bar.set_description("evaluation: classifying the test images")
         logits = batched(model.logits, test_images, batch_size)
@@ -319,13 +336,15 @@ def evaluate_classifier_energy(
             prefix = f"from_{name}"
             bar.set_description(f"evaluation: class-conditional chains {prefix}")
             keep = first_of_class if trajectory is None else None
-            conditional, kept = run(initializer(len(intended), intended, generator).to(dtype), intended, keep)
+            conditional, kept, early = run(initializer(len(intended), intended, generator).to(dtype), intended, keep)
             if trajectory is None:
                 trajectory = torch.stack(kept)
             samples[f"{prefix}/conditional"] = conditional
             labels[f"{prefix}/conditional"] = intended
-            recognised = batched(judge, conditional, batch_size).argmax(dim=1) == intended
-            metrics[f"{prefix}/conditional_recognition"] = recognised.to(dtype).mean()
+            for step, chains in [*early.items(), (None, conditional)]:
+                recognised = batched(judge, chains, batch_size).argmax(dim=1) == intended
+                suffix = "" if step is None else f"_at_{step}_steps"
+                metrics[f"{prefix}/conditional_recognition{suffix}"] = recognised.to(dtype).mean()
             metrics[f"{prefix}/conditional_frechet_distance"] = frechet_distance(
                 test_features, batched(judge.features, conditional, batch_size))
 
@@ -335,6 +354,13 @@ def evaluate_classifier_energy(
             start = initializer(n_samples, classes, generator).to(dtype)
             samples[f"{prefix}/unconditional"] = run(start, classes)[0]
             judge_samples(prefix, samples[f"{prefix}/unconditional"])
+            if unconditional_chains == "marginal":  # the same chains: they ran on E(x)
+                metrics.update({f"{prefix}/marginal/{k.removeprefix(prefix + '/')}": v for k, v in list(metrics.items())
+                                if k.startswith((f"{prefix}/frechet", f"{prefix}/class_share"))})
+            else:
+                bar.set_description(f"evaluation: chains on E(x) {prefix}")
+                samples[f"{prefix}/marginal"] = run(initializer(n_samples, None, generator).to(dtype), None)[0]
+                judge_samples(f"{prefix}/marginal", samples[f"{prefix}/marginal"])
 
         if buffer_samples is not None:
             bar.set_description("evaluation: the replay buffer's chains")
@@ -525,7 +551,8 @@ def save_report_pictures(
         written["samples_conditional"] = save_sample_comparison(
             panels, folder / "samples_conditional.png", nrow=per_class, value_range=value_range)
     unconditional = {_title(name): x[: per_class * per_class] for name, x in report.samples.items()
-                     if name.endswith("/unconditional") or (name == "buffer" and name not in report.labels)}
+                     if name.endswith(("/unconditional", "/marginal"))
+                     or (name == "buffer" and name not in report.labels)}
     if unconditional:
         written["samples_unconditional"] = save_sample_comparison(
             unconditional, folder / "samples_unconditional.png", nrow=per_class, value_range=value_range)

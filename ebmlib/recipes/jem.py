@@ -204,13 +204,31 @@ class JEM(EBM):
         start: Initializer | Tensor | None = None,
         n_steps: int | None = None,
         generator: torch.Generator | None = None,
+        chains: str | None = None,
     ) -> Tensor:
-        """:meth:`~ebmlib.recipes.ContrastiveRecipe.generate`; without ``y``, chains of ``unconditional_chains``' kind.
+        """:meth:`~ebmlib.recipes.ContrastiveRecipe.generate`; without ``y``, chains of ``chains``' kind.
 
-        For ``"mixture"`` the classes are drawn uniformly (on ``generator``'s device) and
-        the chains run on :math:`E(x, y)`, like the ``p_x`` term's negatives.
+        ``chains`` (default ``unconditional_chains``) is ``"marginal"``, Langevin on the
+        model's own :math:`E(x)`, or ``"mixture"``: classes drawn uniformly (on
+        ``generator``'s device), then chains on :math:`E(x, y)`, like the ``p_x`` term's
+        negatives of that kind.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from torch import nn
+        >>> from ebmlib.buffers import ReplayBuffer, UniformInit
+        >>> from ebmlib.models import ClassifierEnergy
+        >>> from ebmlib.samplers import Langevin
+        >>> model = ClassifierEnergy(nn.Sequential(nn.Flatten(), nn.Linear(4, 3)), n_classes=3)
+        >>> jem = JEM(model, Langevin(step_size=1.0, noise_std=0.01, n_steps=5),
+        ...           ReplayBuffer(30, UniformInit((1, 2, 2)), n_classes=3),
+        ...           torch.optim.Adam(model.parameters()), unconditional_chains="mixture")
+        >>> jem.generate(4, chains="marginal", generator=torch.Generator().manual_seed(0)).shape
+        torch.Size([4, 1, 2, 2])
         """
-        if y is None and self.unconditional_chains == "mixture" and n >= 1:
+        kind = self.unconditional_chains if chains is None else check_choice(chains, UNCONDITIONAL_CHAINS, "chains")
+        if y is None and kind == "mixture" and n >= 1:
             device = generator.device if generator is not None else self.buffer.samples.device
             y = self.uniform_classes(n, device, generator)
         return super().generate(n, y, start, n_steps, generator)
