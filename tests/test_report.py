@@ -258,3 +258,28 @@ def test_a_calibration_set_fits_the_temperature_and_reports_the_calibrated_ece()
     # everything but the calibrated pair is the model's own: the same numbers with or without the set
     assert {k: v for k, v in calibrated.items() if not k.startswith("calibrated/") and "seconds" not in k} == {
         k: v for k, v in m.items() if "seconds" not in k}
+
+
+def test_mixture_runs_are_measured_beside_chains_on_the_marginal_energy_and_recognition_is_seen_early():
+    # Mixture chains follow E(x, y) of uniform classes; the marginal chains follow E(x) = -logsumexp f(x):
+    # both reach the prototypes here (E(x) has a minimum at each), so both cover the four classes.
+    result = report(unconditional_chains="mixture", recognition_steps=(1, 10))
+    m = result.metrics
+    # (< 0.02: class shares drawn off 0.25 add a little, as in the mixture test above)
+    assert m["from_noise/frechet_distance_ratio"] < 0.02 and m["from_noise/marginal/frechet_distance_ratio"] < 0.02
+    assert m["from_noise/marginal/class_share_min"] > 0.1
+    assert result.samples["from_noise/marginal"].shape == (200, 1, 8, 8)
+    # one step halves the distance to the prototype: the judge (nearest prototype) already sees most classes
+    # right; after 10 of the 20 steps all of them, like at the end
+    assert m["from_noise/conditional_recognition_at_10_steps"] == m["from_noise/conditional_recognition"] == 1.0
+    assert 0.25 < m["from_noise/conditional_recognition_at_1_steps"] <= 1.0
+    marginal = report(unconditional_chains="marginal").metrics  # the same chains under both names
+    assert marginal["from_noise/marginal/frechet_distance"] == marginal["from_noise/frechet_distance"]
+    assert "from_noise/conditional_recognition_at_64_steps" not in marginal  # 64 is past n_steps = 20
+
+
+def test_the_early_recognition_is_that_of_chains_run_for_that_many_steps():
+    # The chains seen at step 5 of 20 are those of a 5-step report with the same generator.
+    early = report(n_steps=20, recognition_steps=(5,)).metrics["from_noise/conditional_recognition_at_5_steps"]
+    short = report(n_steps=5).metrics["from_noise/conditional_recognition"]
+    assert early == short

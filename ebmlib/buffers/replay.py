@@ -69,16 +69,28 @@ class ReplayBuffer(nn.Module):
         self.reinit_prob = reinit_prob
         self.n_classes = n_classes
         self.slots_per_class = capacity // n_classes if n_classes else capacity
-        slot_labels = self._slot_labels(torch.arange(capacity))
+        slot_labels = self.slot_labels(torch.arange(capacity))
         self.register_buffer("samples", initializer(capacity, slot_labels, generator).detach().clone())
 
     @property
     def event_shape(self) -> tuple[int, ...]:
         return tuple(self.samples.shape[1:])
 
-    def _slot_labels(self, index: Tensor) -> Tensor | None:
+    def slot_labels(self, index: Tensor | None = None) -> Tensor | None:
+        """The class of each slot in ``index`` (default: every slot, in order), shape ``(len(index),)``;
+        ``None`` for a buffer without classes. Class ``k`` owns slots ``k * slots_per_class`` onwards
+        (the last class also the remainder).
+
+        Examples
+        --------
+        >>> from ebmlib.buffers import UniformInit
+        >>> ReplayBuffer(7, UniformInit((2,)), n_classes=3).slot_labels().tolist()
+        [0, 0, 1, 1, 2, 2, 2]
+        """
         if self.n_classes is None:
             return None
+        if index is None:
+            index = torch.arange(self.capacity, device=self.samples.device)
         return (index // self.slots_per_class).clamp(max=self.n_classes - 1)
 
     def sample(
@@ -116,7 +128,7 @@ class ReplayBuffer(nn.Module):
             fresh_labels: Tensor | None = y
         else:
             index = torch.randint(self.capacity, (batch_size,), generator=generator, device=device)
-            fresh_labels = y if y is not None else self._slot_labels(index)
+            fresh_labels = y if y is not None else self.slot_labels(index)
         x = self.samples[index]
         if self.reinit_prob > 0:
             fresh = self.initializer(batch_size, fresh_labels, generator).to(x.dtype)
@@ -135,7 +147,7 @@ class ReplayBuffer(nn.Module):
 
     def reinitialize(self, generator: torch.Generator | None = None) -> None:
         """Replace every stored chain by a fresh start."""
-        labels = self._slot_labels(torch.arange(self.capacity, device=self.samples.device))
+        labels = self.slot_labels()
         self.samples.copy_(self.initializer(self.capacity, labels, generator))
 
     def extra_repr(self) -> str:

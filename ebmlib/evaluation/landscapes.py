@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .pictures import PathLike, _figure, _save
+from ._plotting import PathLike, new_figure, save_figure
 
 Bounds = tuple[float, float, float, float]
 
@@ -171,13 +171,13 @@ def save_energy_landscape(
     >>> save_energy_landscape(Bowl(), f"{tempfile.mkdtemp()}/bowl.png", samples=torch.randn(100, 2)).name
     'bowl.png'
     """
-    figure = _figure(8.0, 4.2)
+    figure = new_figure(8.0, 4.2)
     left, right = figure.subplots(1, 2)
     plot_energy_landscape(left, model, samples, bounds, resolution, title="energy E(x)")
     plot_energy_landscape(right, model, samples, bounds, resolution, density=True, title="density exp(-E) / Z")
     if title is not None:
         figure.suptitle(title)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_chain_traces(axis: Any, trajectory: Tensor, coordinate: int = 0, n_chains: int = 8,
@@ -249,7 +249,7 @@ def save_chain_traces(trajectory: Tensor, path: PathLike, n_chains: int = 8, rec
     if trajectory.dim() != 3:
         raise ValueError(f"trajectory must have shape (T, N, D), got {tuple(trajectory.shape)}")
     panels = min(trajectory.shape[2], 4)
-    figure = _figure(6.0, 1.9 * panels + 0.4)
+    figure = new_figure(6.0, 1.9 * panels + 0.4)
     axes = figure.subplots(panels, 1, sharex=True, squeeze=False)[:, 0]
     for coordinate, axis in enumerate(axes):
         plot_chain_traces(axis, trajectory, coordinate, n_chains, record_every)
@@ -257,4 +257,4 @@ def save_chain_traces(trajectory: Tensor, path: PathLike, n_chains: int = 8, rec
             axis.set_xlabel("")
     if title is not None:
         figure.suptitle(title)
-    return _save(figure, path)
+    return save_figure(figure, path)

@@ -9,7 +9,6 @@ backend of a notebook or script is left as it was. Images are tensors
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-PathLike = str | os.PathLike[str]
+from ._plotting import PathLike, matplotlib_module, new_figure, prepare_png, save_figure
 
 
 def image_grid(
@@ -113,9 +112,9 @@ def save_image_grid(
         raise ValueError(f"scale must be a positive integer, got {scale}")
     grid = image_grid(images, nrow, padding, pad_value, value_range)
     grid = grid.repeat_interleave(scale, dim=0).repeat_interleave(scale, dim=1)
-    path = _prepare(path)
+    path = prepare_png(path)
     pixels = grid.expand(-1, -1, 3) if grid.shape[2] == 1 else grid
-    _matplotlib()
+    matplotlib_module()
     from matplotlib import image as mpimg
 
     mpimg.imsave(path, pixels.numpy(), vmin=0.0, vmax=1.0)
@@ -168,7 +167,7 @@ def save_chain_evolution(
     height, width = trajectory.shape[-2:]
     padding = 2
     grid = image_grid(trajectory.transpose(0, 1).flatten(0, 1), n_snapshots, padding, 1.0, value_range)
-    figure = _figure(0.55 * n_snapshots + 0.8, 0.55 * n_chains + 0.9)
+    figure = new_figure(0.55 * n_snapshots + 0.8, 0.55 * n_chains + 0.9)
     axis = figure.add_subplot()
     axis.imshow(grid.expand(-1, -1, 3).numpy() if grid.shape[2] == 1 else grid.numpy())
     axis.set_xticks([padding + width / 2 + i * (width + padding) for i in range(n_snapshots)])
@@ -182,7 +181,7 @@ def save_chain_evolution(
         spine.set_visible(False)
     if title:
         axis.set_title(title, fontsize=9)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def save_sample_comparison(
@@ -221,13 +220,13 @@ def save_sample_comparison(
         raise ValueError(f"every panel must hold images of one shape (C, H, W), got {sorted(shapes)}")
     tallest = max(grid.shape[0] for grid in grids.values())
     widest = max(grid.shape[1] for grid in grids.values())
-    figure = _figure(len(grids) * (widest / 60 + 0.3), tallest / 60 + 0.6)
+    figure = new_figure(len(grids) * (widest / 60 + 0.3), tallest / 60 + 0.6)
     for i, (title, grid) in enumerate(grids.items(), start=1):
         axis = figure.add_subplot(1, len(grids), i)
         axis.imshow(grid.expand(-1, -1, 3).numpy() if grid.shape[2] == 1 else grid.numpy())
         axis.set_title(title, fontsize=9)
         axis.axis("off")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def save_energy_histogram(
@@ -284,7 +283,7 @@ def save_energy_histogram(
     if high == low:
         low, high = low - 0.5, high + 0.5
     edges = torch.linspace(low, high, bins + 1).numpy()
-    figure = _figure(6.0, 3.6)
+    figure = new_figure(6.0, 3.6)
     axis = figure.add_subplot()
     for i, (name, v) in enumerate(values.items()):
         colour = f"C{i % 10}"
@@ -295,7 +294,7 @@ def save_energy_histogram(
     axis.legend(fontsize=7)
     if title:
         axis.set_title(title, fontsize=9)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def training_curve_panels(keys: Sequence[str]) -> dict[str, list[str]]:
@@ -374,7 +373,7 @@ def save_training_curves(
     if unknown:
         raise ValueError(f"panels name metrics that no history row has: {unknown}")
     steps = [float(row[x]) for row in history]
-    figure = _figure(4.0 * len(chosen), 3.2)
+    figure = new_figure(4.0 * len(chosen), 3.2)
     for i, (title, names) in enumerate(chosen.items(), start=1):
         axis = figure.add_subplot(1, len(chosen), i)
         for name in names:
@@ -383,39 +382,10 @@ def save_training_curves(
         axis.set_title(title)
         axis.set_xlabel(x)
         axis.legend(fontsize=7)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-def _matplotlib() -> Any:
-    try:
-        import matplotlib
-    except ImportError as error:  # pragma: no cover - depends on the installation
-        raise ImportError('ebmlib.evaluation.pictures needs matplotlib: pip install "ebmlib[vision]"') from error
-    return matplotlib
-
-
-def _figure(width: float, height: float) -> Any:
-    _matplotlib()
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height), dpi=100, layout="tight")
-
-
-def _save(figure: Any, path: PathLike) -> Path:
-    path = _prepare(path)
-    figure.savefig(path)
-    return path
-
-
-def _prepare(path: PathLike) -> Path:
-    path = Path(path)
-    if path.suffix.lower() != ".png":
-        raise ValueError(f"path must end in .png, got {str(path)!r}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 def _check_images(images: Tensor, name: str) -> None:
     if not isinstance(images, Tensor) or images.dim() != 4 or images.shape[0] == 0 or images.shape[1] not in (1, 3):
         shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__

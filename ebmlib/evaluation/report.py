@@ -14,13 +14,14 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from .._checks import check_batch, check_choice, check_labels
-from ..buffers import Initializer, ReplayBuffer, UniformInit
+from ..buffers import Initializer, UniformInit
 from ..models import ClassifierEnergy
 from ..recipes import JEM
 from ..recipes.jem import UNCONDITIONAL_CHAINS
@@ -29,7 +30,8 @@ from .calibration import fit_temperature
 from .classification import accuracy, batched, expected_calibration_error
 from .ood import OOD_SCORES, OOD_TRANSFORMS, auroc, ood_scores
 from .pictures import save_chain_evolution, save_energy_histogram, save_sample_comparison
-from .sample_quality import FeatureClassifier, frechet_distance
+from .sample_quality import FeatureClassifier, frechet_distance, recognition_rate
+from .trajectories import chain_trajectory
 
 Transform = Callable[[Tensor, torch.Generator | None], Tensor]
 
@@ -95,6 +97,7 @@ def evaluate_classifier_energy(
     judge: FeatureClassifier,
     *,
     starts: Mapping[str, Initializer] | None = None,
+    noise: Initializer | None = None,
     buffer_samples: Tensor | None = None,
     buffer_labels: Tensor | None = None,
     calibration_set: tuple[Tensor, Tensor] | None = None,
@@ -171,8 +174,12 @@ def evaluate_classifier_energy(
         -> ``(B, D)`` features, e.g. from :func:`~ebmlib.evaluation.sample_quality.train_feature_classifier`
         (any module with both methods will do).
     starts : mapping of str to Initializer, optional
-        Where chains start; default ``{"noise": UniformInit(event_shape, -1, 1)}``.
-        The first one's conditional chains give the trajectory.
+        Where chains start; default ``{"noise": noise}``. The first one's conditional
+        chains give the trajectory.
+    noise : Initializer, optional
+        The uniform noise that the Fréchet-distance ratios compare with (and the
+        default start); default uniform over the test images' range (``[-1, 1]`` for
+        images scaled so).
     buffer_samples : Tensor, shape ``(M, *event_shape)``, optional
         A replay buffer's chains.
     buffer_labels : Tensor of int64, shape ``(M,)``, optional
@@ -226,173 +233,278 @@ def evaluate_classifier_energy(
     (True, torch.Size([3, 10, 1, 28, 28]))
     """
     started = time.perf_counter()
-    check_batch(test_images, "test_images")
-    check_labels(test_labels, test_images.shape[0], model.n_classes, "test_labels")
-    n_classes, event_shape = model.n_classes, tuple(test_images.shape[1:])
-    device, dtype = test_images.device, test_images.dtype
-    if n_samples < max(n_classes, 2):
-        raise ValueError(f"n_samples must be at least n_classes={n_classes} (and 2), got {n_samples}")
-    check_choice(unconditional_chains, UNCONDITIONAL_CHAINS, "unconditional_chains")
-    if n_steps < 1 or n_snapshots < 2:
-        raise ValueError(f"n_steps must be >= 1 and n_snapshots >= 2, got n_steps={n_steps}, n_snapshots={n_snapshots}")
-    if starts is None:
-        starts = {"noise": UniformInit(event_shape, -1.0, 1.0).to(device=device, dtype=dtype)}
+    n_classes = _check_report_inputs(model, test_images, test_labels, buffer_samples, buffer_labels, n_samples,
+                                     unconditional_chains, n_steps, n_snapshots)
+    if noise is None:  # uniform over the images' range
+        noise = UniformInit(tuple(test_images.shape[1:]), float(test_images.min()), float(test_images.max()))
+    noise = noise.to(device=test_images.device, dtype=test_images.dtype)
+    starts = {"noise": noise} if starts is None else starts
     if not starts:
         raise ValueError("starts must name at least one Initializer, got an empty mapping")
-    if buffer_samples is not None:
-        check_batch(buffer_samples, "buffer_samples", event_shape)
-        if buffer_labels is not None:
-            check_labels(buffer_labels, buffer_samples.shape[0], n_classes, "buffer_labels")
     transforms = OOD_TRANSFORMS if ood_transforms is None else ood_transforms
     ood_images = test_images if max_ood_images is None else test_images[:max_ood_images]
-    intended = torch.arange(n_classes, device=device).repeat_interleave(n_samples // n_classes)
-    first_of_class = torch.arange(n_classes, device=device) * (n_samples // n_classes)
-    record_every = math.ceil(n_steps / (n_snapshots - 1))
-    n_unconditional = n_samples * (1 if unconditional_chains == "marginal" else 2)
-    work = len(starts) * n_steps * (len(intended) + n_unconditional) + (1 + len(transforms)) * len(ood_images)
-    early_steps = sorted({s for s in recognition_steps if 0 < s < n_steps})
+    per_start = n_samples // n_classes * n_classes + n_samples * (1 if unconditional_chains == "marginal" else 2)
+    work = len(starts) * n_steps * per_start + (1 + len(transforms)) * len(ood_images)
     bar = tqdm(total=work, disable=not progress, desc="evaluation", unit="step", unit_scale=True, dynamic_ncols=True)
     modes = model.training, judge.training
     model.eval()
     judge.eval()
     try:
-        metrics: dict[str, Tensor | float] = {}
-        energies: dict[str, Tensor] = {}
-        hardest_cases: dict[str, Tensor] = {}
-
-        def energy(x: Tensor) -> Tensor:
-            return batched(model.energy, x, batch_size)
-
-        def run(
-            x: Tensor, y: Tensor | None, keep: Tensor | None = None
-        ) -> tuple[Tensor, list[Tensor], dict[int, Tensor]]:
-            """Chains from x for n_steps, in pieces short enough for the bar to move every few seconds;
-            with keep, the chains keep seen every record_every steps (the start first); and every chain
-            at each of the early steps."""
-            kept = [x[keep]] if keep is not None else []
-            early: dict[int, Tensor] = {}
-            piece = max(1, min(record_every, _CHAIN_STEPS_PER_UPDATE // x.shape[0]))
-            done = 0
-            while done < n_steps:
-                steps = min(piece, n_steps - done, record_every - done % record_every,
-                            *(s - done for s in early_steps if s > done))
-                x = sampler.sample(model, x, n_steps=steps, y=y, generator=generator)
-                done += steps
-                bar.update(x.shape[0] * steps)
-                if keep is not None and (done % record_every == 0 or done == n_steps):
-                    kept.append(x[keep])
-                if done in early_steps:
-                    early[done] = x
-            return x, kept, early
-
         bar.set_description("evaluation: classifying the test images")
-        logits = batched(model.logits, test_images, batch_size)
-        metrics["test_accuracy"] = accuracy(logits, test_labels)
-        metrics["test_expected_calibration_error"] = expected_calibration_error(logits.softmax(dim=1), test_labels)
-        if calibration_set is not None:
-            temperature = fit_temperature(batched(model.logits, calibration_set[0], batch_size), calibration_set[1])
-            metrics["calibrated/temperature"] = temperature
-            metrics["calibrated/test_expected_calibration_error"] = expected_calibration_error(
-                (logits / temperature).softmax(dim=1), test_labels)
+        metrics: dict[str, Tensor | float] = classification_metrics(model, test_images, test_labels,
+                                                                     calibration_set, batch_size)
+        report = ClassifierEnergyReport(metrics={})
         metrics["judge_test_accuracy"] = accuracy(batched(judge, test_images, batch_size), test_labels)
-        test_features = batched(judge.features, test_images, batch_size)
-        energies["test_images"] = -logits.logsumexp(dim=1)
-
-        bar.set_description("evaluation: OOD scores of the test images")
-        inside = ood_scores(model, ood_images, batch_size)
-        bar.update(len(ood_images))
-        n_hardest = min(HARDEST_CASES, len(ood_images))
-        hardest_cases["test_images"] = ood_images[inside["energy"].argsort()[:n_hardest]]  # -E: highest E first
-        for name, transform in transforms.items():
-            bar.set_description(f"evaluation: OOD scores of {name}")
-            outside_images = transform(ood_images, generator)
-            outside = ood_scores(model, outside_images, batch_size)
-            bar.update(len(ood_images))
-            metrics.update({f"ood_auroc/{name}/{score}": auroc(inside[score], outside[score]) for score in OOD_SCORES})
-            energies[name] = -outside["energy"]
-            hardest_cases[name] = outside_images[outside["energy"].argsort(descending=True)[:n_hardest]]
-
-        noise = torch.rand((n_samples, *event_shape), generator=generator, device=device, dtype=dtype) * 2 - 1
-        noise_fd = frechet_distance(test_features, batched(judge.features, noise, batch_size))
-        metrics["uniform_noise/frechet_distance"] = noise_fd
-
-        def judge_samples(prefix: str, x: Tensor) -> Tensor:
-            """Frechet distance, its ratio to noise's, and class shares of unconditional samples; returns the
-            judge's predicted classes."""
-            predicted = batched(judge, x, batch_size).argmax(dim=1)
-            fd = frechet_distance(test_features, batched(judge.features, x, batch_size))
-            metrics[f"{prefix}/frechet_distance"] = fd
-            metrics[f"{prefix}/frechet_distance_ratio"] = fd / noise_fd
-            share = torch.bincount(predicted, minlength=n_classes)[:n_classes].to(dtype) / len(x)
-            metrics.update({f"{prefix}/class_share/{k}": share[k] for k in range(n_classes)})
-            metrics[f"{prefix}/class_share_min"] = share.min()
-            energies[prefix] = energy(x)
-            return predicted
-
-        samples: dict[str, Tensor] = {}
-        labels: dict[str, Tensor] = {}
-        trajectory: Tensor | None = None
+        ood, report.energies, report.hardest_cases = ood_metrics(model, ood_images, transforms, generator,
+                                                                 batch_size, bar)
+        metrics.update(ood)
+        judge_of = SampleJudge(judge, test_images, noise(n_samples, None, generator), n_classes, batch_size)
+        metrics["uniform_noise/frechet_distance"] = judge_of.noise_frechet_distance
+        chains = _ChainRunner(model, sampler, n_steps, generator, bar)
+        report.trajectory_steps = sorted({min(r * math.ceil(n_steps / (n_snapshots - 1)), n_steps)
+                                          for r in range(n_snapshots)})
+        report.trajectory_set = f"from_{next(iter(starts))}"
         for name, initializer in starts.items():
-            prefix = f"from_{name}"
-            bar.set_description(f"evaluation: class-conditional chains {prefix}")
-            keep = first_of_class if trajectory is None else None
-            conditional, kept, early = run(initializer(len(intended), intended, generator).to(dtype), intended, keep)
-            if trajectory is None:
-                trajectory = torch.stack(kept)
-            samples[f"{prefix}/conditional"] = conditional
-            labels[f"{prefix}/conditional"] = intended
-            for step, chains in [*early.items(), (None, conditional)]:
-                recognised = batched(judge, chains, batch_size).argmax(dim=1) == intended
-                suffix = "" if step is None else f"_at_{step}_steps"
-                metrics[f"{prefix}/conditional_recognition{suffix}"] = recognised.to(dtype).mean()
-            metrics[f"{prefix}/conditional_frechet_distance"] = frechet_distance(
-                test_features, batched(judge.features, conditional, batch_size))
-
-            bar.set_description(f"evaluation: unconditional chains {prefix}")
-            classes = (torch.randint(n_classes, (n_samples,), generator=generator, device=device)
-                       if unconditional_chains == "mixture" else None)
-            start = initializer(n_samples, classes, generator).to(dtype)
-            samples[f"{prefix}/unconditional"] = run(start, classes)[0]
-            judge_samples(prefix, samples[f"{prefix}/unconditional"])
-            if unconditional_chains == "marginal":  # the same chains: they ran on E(x)
-                metrics.update({f"{prefix}/marginal/{k.removeprefix(prefix + '/')}": v for k, v in list(metrics.items())
-                                if k.startswith((f"{prefix}/frechet", f"{prefix}/class_share"))})
-            else:
-                bar.set_description(f"evaluation: chains on E(x) {prefix}")
-                samples[f"{prefix}/marginal"] = run(initializer(n_samples, None, generator).to(dtype), None)[0]
-                judge_samples(f"{prefix}/marginal", samples[f"{prefix}/marginal"])
-
+            _chains_from(report, metrics, f"from_{name}", initializer, chains, judge_of, n_samples, recognition_steps,
+                         unconditional_chains)
         if buffer_samples is not None:
             bar.set_description("evaluation: the replay buffer's chains")
-            chosen = torch.randperm(buffer_samples.shape[0], generator=generator, device=device)[:n_samples]
-            samples["buffer"] = buffer_samples
-            judge_samples("buffer", buffer_samples[chosen])
-            if buffer_labels is not None:
-                labels["buffer"] = buffer_labels
-                recognised = batched(judge, buffer_samples, batch_size).argmax(dim=1) == buffer_labels
-                metrics["buffer/conditional_recognition"] = recognised.to(dtype).mean()
-
-        energies.setdefault("uniform_noise", energy(noise))
-        for name, values in energies.items():
+            _judge_buffer(report, metrics, buffer_samples, buffer_labels, judge_of, model.energy, n_samples,
+                          generator)
+        report.energies["uniform_noise"] = batched(model.energy, judge_of.noise, batch_size)
+        for name, values in report.energies.items():
             metrics[f"{name}/mean_energy"] = values.mean()
-        metrics["max_abs_energy"] = torch.stack([values.abs().max() for values in energies.values()]).max()
+        metrics["max_abs_energy"] = torch.stack([e.abs().max() for e in report.energies.values()]).max()
         bar.set_description("evaluation: done")
     finally:
         bar.close()
         model.train(modes[0])
         judge.train(modes[1])
     metrics["evaluation_seconds"] = time.perf_counter() - started
-    assert trajectory is not None
-    return ClassifierEnergyReport(
-        metrics={name: float(value) for name, value in metrics.items()},
-        samples=samples,
-        labels=labels,
-        trajectory=trajectory,
-        trajectory_steps=[min(r * record_every, n_steps) for r in range(trajectory.shape[0])],
-        trajectory_set=f"from_{next(iter(starts))}",
-        energies=energies,
-        hardest_cases=hardest_cases,
-    )
+    report.metrics = {name: float(value) for name, value in metrics.items()}
+    return report
+
+
+def classification_metrics(
+    model: ClassifierEnergy,
+    images: Tensor,
+    labels: Tensor,
+    calibration_set: tuple[Tensor, Tensor] | None = None,
+    batch_size: int = 500,
+) -> dict[str, Tensor | float]:
+    """``test_accuracy`` and ``test_expected_calibration_error`` (15 bins) of the model's logits; with a
+    ``calibration_set``, ``calibrated/temperature`` fitted on it and ``calibrated/test_expected_calibration_error``.
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> model = ClassifierEnergy(nn.Linear(2, 3), n_classes=3)
+    >>> sorted(classification_metrics(model, torch.randn(8, 2), torch.arange(8) % 3))
+    ['test_accuracy', 'test_expected_calibration_error']
+    """
+    logits = batched(model.logits, images, batch_size)
+    metrics: dict[str, Tensor | float] = {
+        "test_accuracy": accuracy(logits, labels),
+        "test_expected_calibration_error": expected_calibration_error(logits.softmax(dim=1), labels),
+    }
+    if calibration_set is not None:
+        temperature = fit_temperature(batched(model.logits, calibration_set[0], batch_size), calibration_set[1])
+        metrics["calibrated/temperature"] = temperature
+        metrics["calibrated/test_expected_calibration_error"] = expected_calibration_error(
+            (logits / temperature).softmax(dim=1), labels)
+    return metrics
+
+
+def ood_metrics(
+    model: ClassifierEnergy,
+    images: Tensor,
+    transforms: Mapping[str, Transform],
+    generator: torch.Generator | None = None,
+    batch_size: int = 500,
+    bar: Any = None,
+) -> tuple[dict[str, Tensor], dict[str, Tensor], dict[str, Tensor]]:
+    """OOD detection of each set ``transform(images)`` against ``images``, by every score of
+    :func:`~ebmlib.evaluation.ood.ood_scores`.
+
+    Returns
+    -------
+    metrics : dict
+        ``ood_auroc/<set>/<score>``.
+    energies : dict
+        ``"test_images"`` and ``<set>`` -> :math:`E(x)` of the images.
+    hardest_cases : dict
+        ``"test_images"`` -> the :data:`HARDEST_CASES` images of highest energy, and
+        ``<set>`` -> the set's images of lowest energy, worst first.
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> model = ClassifierEnergy(nn.Linear(2, 3), n_classes=3)
+    >>> metrics, energies, hardest = ood_metrics(model, torch.randn(8, 2), {"shifted": lambda x, g: x + 5})
+    >>> sorted(metrics), hardest["shifted"].shape
+    (['ood_auroc/shifted/energy', 'ood_auroc/shifted/grad_norm', 'ood_auroc/shifted/max_softmax'], torch.Size([8, 2]))
+    """
+    inside = ood_scores(model, images, batch_size)
+    n_hardest = min(HARDEST_CASES, len(images))
+    metrics: dict[str, Tensor] = {}
+    energies = {"test_images": -inside["energy"]}  # the score is -E(x)
+    hardest_cases = {"test_images": images[inside["energy"].argsort()[:n_hardest]]}
+    if bar is not None:
+        bar.update(len(images))
+    for name, transform in transforms.items():
+        if bar is not None:
+            bar.set_description(f"evaluation: OOD scores of {name}")
+        outside_images = transform(images, generator)
+        outside = ood_scores(model, outside_images, batch_size)
+        metrics.update({f"ood_auroc/{name}/{score}": auroc(inside[score], outside[score]) for score in OOD_SCORES})
+        energies[name] = -outside["energy"]
+        hardest_cases[name] = outside_images[outside["energy"].argsort(descending=True)[:n_hardest]]
+        if bar is not None:
+            bar.update(len(images))
+    return metrics, energies, hardest_cases
+
+
+class SampleJudge:
+    """An independent classifier's verdicts on samples: Fréchet distance to the test images, in its
+    features and relative to uniform noise's, and the share of each class.
+
+    Parameters
+    ----------
+    judge : FeatureClassifier
+        ``judge(x)`` -> logits, ``judge.features(x)`` -> ``(B, D)``.
+    test_images : Tensor, shape ``(N, *event_shape)``
+    noise : Tensor, shape ``(M, *event_shape)``
+        Uniform noise, the reference of the distance ratio.
+    n_classes : int
+    batch_size : int
+
+    Examples
+    --------
+    >>> from ebmlib.evaluation import FeatureClassifier
+    >>> g = torch.Generator().manual_seed(0)
+    >>> images = torch.rand(40, 1, 28, 28, generator=g) * 2 - 1
+    >>> judge_of = SampleJudge(FeatureClassifier().eval(), images, torch.rand(40, 1, 28, 28, generator=g), 10)
+    >>> verdict = judge_of.unconditional(images)
+    >>> float(verdict["frechet_distance_ratio"]) < 1e-3, len([k for k in verdict if k.startswith("class_share/")])
+    (True, 10)
+    """
+
+    def __init__(self, judge: FeatureClassifier, test_images: Tensor, noise: Tensor, n_classes: int,
+                 batch_size: int = 500) -> None:
+        self.judge, self.n_classes, self.batch_size, self.noise = judge, n_classes, batch_size, noise
+        self.test_features = batched(judge.features, test_images, batch_size)
+        self.noise_frechet_distance = self.frechet_distance(noise)
+
+    def frechet_distance(self, samples: Tensor) -> Tensor:
+        """The Fréchet distance between the samples' features and the test images'."""
+        return frechet_distance(self.test_features, batched(self.judge.features, samples, self.batch_size))
+
+    def unconditional(self, samples: Tensor) -> dict[str, Tensor]:
+        """``frechet_distance``, ``frechet_distance_ratio`` (over noise's), ``class_share/<k>`` and
+        ``class_share_min`` of unconditional samples."""
+        distance = self.frechet_distance(samples)
+        predicted = batched(self.judge, samples, self.batch_size).argmax(dim=1)
+        share = torch.bincount(predicted, minlength=self.n_classes)[: self.n_classes].to(samples.dtype) / len(samples)
+        return {"frechet_distance": distance, "frechet_distance_ratio": distance / self.noise_frechet_distance,
+                **{f"class_share/{k}": share[k] for k in range(self.n_classes)}, "class_share_min": share.min()}
+
+
+class _ChainRunner:
+    """A sampler's chains of ``n_steps`` steps, kept at chosen steps, in pieces short enough for the progress
+    bar to move every few seconds (:func:`~ebmlib.evaluation.trajectories.chain_trajectory`)."""
+
+    def __init__(self, model: ClassifierEnergy, sampler: Sampler, n_steps: int, generator: torch.Generator | None,
+                 bar: Any) -> None:
+        self.model, self.sampler, self.n_steps, self.generator, self.bar = model, sampler, n_steps, generator, bar
+
+    def run(self, start: Tensor, y: Tensor | None, keep_at: Sequence[int] = ()) -> dict[int, Tensor]:
+        """Step -> the chains after that many steps, for ``0``, each of ``keep_at`` and ``n_steps``."""
+        piece = max(1, _CHAIN_STEPS_PER_UPDATE // start.shape[0])
+        kept = sorted({0, self.n_steps, *(s for s in keep_at if 0 < s < self.n_steps)})
+        record = sorted({*kept, *range(piece, self.n_steps, piece)} - {0})
+        done = [0]
+
+        def advance(steps: int, x: Tensor) -> None:
+            self.bar.update(x.shape[0] * (steps - done[0]))
+            done[0] = steps
+
+        path = chain_trajectory(self.sampler, self.model, start, self.n_steps, record, y, self.generator, advance)
+        index = {step: i for i, step in enumerate([0, *record])}
+        return {step: path[index[step]] for step in kept}
+
+
+def _chains_from(
+    report: ClassifierEnergyReport, metrics: dict[str, Tensor | float], prefix: str, initializer: Initializer,
+    chains: _ChainRunner, judge_of: SampleJudge, n_samples: int, recognition_steps: Sequence[int],
+    unconditional_chains: str,
+) -> None:
+    """Class-conditional chains, the recipe's kind of unconditional chains and chains on E(x) from one start,
+    judged into ``metrics`` and kept in ``report``."""
+    n_classes, n_steps, generator = judge_of.n_classes, chains.n_steps, chains.generator
+    dtype, device = judge_of.noise.dtype, judge_of.noise.device
+    chains.bar.set_description(f"evaluation: class-conditional chains {prefix}")
+    intended = torch.arange(n_classes, device=device).repeat_interleave(n_samples // n_classes)
+    at = chains.run(initializer(len(intended), intended, generator).to(dtype), intended,
+                    [*recognition_steps, *report.trajectory_steps])
+    if report.trajectory is None:  # one chain per class, from the first start
+        report.trajectory = torch.stack([at[step][:: n_samples // n_classes] for step in report.trajectory_steps])
+    report.samples[f"{prefix}/conditional"], report.labels[f"{prefix}/conditional"] = at[n_steps], intended
+    for step in sorted(set(at) & set(recognition_steps)) + [n_steps]:
+        suffix = "" if step == n_steps else f"_at_{step}_steps"
+        metrics[f"{prefix}/conditional_recognition{suffix}"] = recognition_rate(judge_of.judge, at[step], intended,
+                                                                                judge_of.batch_size)
+    metrics[f"{prefix}/conditional_frechet_distance"] = judge_of.frechet_distance(at[n_steps])
+    kinds = ["marginal"] if unconditional_chains == "marginal" else ["mixture", "marginal"]
+    for kind in kinds:  # the recipe's kind (its name without a suffix), then chains on E(x) itself
+        chains.bar.set_description(f"evaluation: {kind} chains {prefix}")
+        classes = torch.randint(n_classes, (n_samples,), generator=generator, device=device) \
+            if kind == "mixture" else None
+        x = chains.run(initializer(n_samples, classes, generator).to(dtype), classes)[n_steps]
+        verdict = judge_of.unconditional(x)
+        names = [prefix, f"{prefix}/marginal"] if kind == unconditional_chains == "marginal" else \
+            [prefix if kind == unconditional_chains else f"{prefix}/marginal"]
+        for name in names:
+            metrics.update({f"{name}/{key}": value for key, value in verdict.items()})
+        report.samples[f"{prefix}/unconditional" if names[0] == prefix else names[0]] = x
+        report.energies[names[0]] = batched(chains.model.energy, x, judge_of.batch_size)
+
+
+def _judge_buffer(
+    report: ClassifierEnergyReport, metrics: dict[str, Tensor | float], buffer_samples: Tensor,
+    buffer_labels: Tensor | None, judge_of: SampleJudge, energy: Callable[[Tensor], Tensor], n_samples: int,
+    generator: torch.Generator | None,
+) -> None:
+    """The replay buffer's chains judged into ``report``: up to ``n_samples`` of them as unconditional
+    samples, all of them by their slots' classes."""
+    chosen = torch.randperm(buffer_samples.shape[0], generator=generator, device=buffer_samples.device)[:n_samples]
+    report.samples["buffer"] = buffer_samples
+    verdict = judge_of.unconditional(buffer_samples[chosen])
+    metrics.update({f"buffer/{key}": value for key, value in verdict.items()})
+    report.energies["buffer"] = batched(energy, buffer_samples[chosen], judge_of.batch_size)
+    if buffer_labels is not None:
+        report.labels["buffer"] = buffer_labels
+        metrics["buffer/conditional_recognition"] = recognition_rate(judge_of.judge, buffer_samples,
+                                                                            buffer_labels, judge_of.batch_size)
+
+
+def _check_report_inputs(
+    model: ClassifierEnergy, test_images: Tensor, test_labels: Tensor, buffer_samples: Tensor | None,
+    buffer_labels: Tensor | None, n_samples: int, unconditional_chains: str, n_steps: int, n_snapshots: int,
+) -> int:
+    """Raise a clear error for arguments :func:`evaluate_classifier_energy` cannot use; return ``n_classes``."""
+    check_batch(test_images, "test_images")
+    check_labels(test_labels, test_images.shape[0], model.n_classes, "test_labels")
+    n_classes = model.n_classes
+    if n_samples < max(n_classes, 2):
+        raise ValueError(f"n_samples must be at least n_classes={n_classes} (and 2), got {n_samples}")
+    check_choice(unconditional_chains, UNCONDITIONAL_CHAINS, "unconditional_chains")
+    if n_steps < 1 or n_snapshots < 2:
+        raise ValueError(f"n_steps must be >= 1 and n_snapshots >= 2, got n_steps={n_steps}, n_snapshots={n_snapshots}")
+    if buffer_samples is not None:
+        check_batch(buffer_samples, "buffer_samples", tuple(test_images.shape[1:]))
+        if buffer_labels is not None:
+            check_labels(buffer_labels, buffer_samples.shape[0], n_classes, "buffer_labels")
+    return n_classes
 
 
 def evaluate_jem(
@@ -407,6 +519,7 @@ def evaluate_jem(
     n_samples: int = 1000,
     n_steps: int = 256,
     n_snapshots: int = 9,
+    recognition_steps: Sequence[int] = (64,),
     max_ood_images: int | None = 2000,
     generator: torch.Generator | None = None,
     progress: bool = True,
@@ -432,7 +545,7 @@ def evaluate_jem(
     extra_starts : mapping of str to Initializer, optional
         More starts, each measured as set ``from_<name>`` (e.g. informative
         per-class Gaussians beside the noise).
-    calibration_set, n_samples, n_steps, n_snapshots, max_ood_images, generator, progress, batch_size
+    calibration_set, n_samples, n_steps, n_snapshots, recognition_steps, max_ood_images, generator, progress, batch_size
         As in :func:`evaluate_classifier_energy`.
 
     Returns
@@ -457,28 +570,19 @@ def evaluate_jem(
     ['buffer', 'from_initializer', 'from_noise']
     """
     buffer = recipe.buffer
-    event_shape = tuple(test_images.shape[1:])
-    starts: dict[str, Initializer] = {
-        "noise": UniformInit(event_shape, -1.0, 1.0).to(device=test_images.device, dtype=test_images.dtype)
-    }
+    noise = buffer.initializer if isinstance(buffer.initializer, UniformInit) else None  # None: the images' range
+    starts: dict[str, Initializer] = {"noise": noise or UniformInit(
+        tuple(test_images.shape[1:]), float(test_images.min()), float(test_images.max()))}
     if include_initializer:
         starts["initializer"] = buffer.initializer
     starts.update(extra_starts or {})
     return evaluate_classifier_energy(
-        recipe.model, recipe.sampler, test_images, test_labels, judge, starts=starts,
-        buffer_samples=buffer.samples, buffer_labels=_slot_classes(buffer), calibration_set=calibration_set,
+        recipe.model, recipe.sampler, test_images, test_labels, judge, starts=starts, noise=starts["noise"],
+        buffer_samples=buffer.samples, buffer_labels=buffer.slot_labels(), calibration_set=calibration_set,
         unconditional_chains=recipe.unconditional_chains, n_samples=n_samples, n_steps=n_steps,
-        n_snapshots=n_snapshots, max_ood_images=max_ood_images, generator=generator, progress=progress,
-        batch_size=batch_size,
+        n_snapshots=n_snapshots, recognition_steps=recognition_steps, max_ood_images=max_ood_images,
+        generator=generator, progress=progress, batch_size=batch_size,
     )
-
-
-def _slot_classes(buffer: ReplayBuffer) -> Tensor | None:
-    """The class of each of the buffer's chains (its slot's block), ``None`` for a buffer without classes."""
-    if buffer.n_classes is None:
-        return None
-    slots = torch.arange(buffer.capacity, device=buffer.samples.device)
-    return (slots // buffer.slots_per_class).clamp(max=buffer.n_classes - 1)
 
 
 def save_report_pictures(

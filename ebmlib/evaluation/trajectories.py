@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -16,7 +16,7 @@ def chain_trajectory(
     model: nn.Module,
     start: Tensor,
     n_steps: int,
-    record_every: int,
+    record_every: int | Sequence[int],
     y: Tensor | None = None,
     generator: torch.Generator | None = None,
     callback: Callable[[int, Tensor], None] | None = None,
@@ -40,8 +40,10 @@ def chain_trajectory(
         Where the chains start (not modified).
     n_steps : int
         Total number of steps, ``>= 0``.
-    record_every : int
-        Steps between snapshots, ``>= 1``.
+    record_every : int or sequence of int
+        Steps between snapshots, ``>= 1``; or the steps after which to keep one
+        (those in ``1 .. n_steps - 1``; the start and the end are
+        always kept).
     y : Tensor of int64, shape ``(B,)``, optional
         Labels for class-conditional chains.
     generator : torch.Generator, optional
@@ -68,20 +70,24 @@ def chain_trajectory(
     >>> end = Langevin(step_size=0.1).sample(model, start, n_steps=10, generator=torch.Generator().manual_seed(0))
     >>> torch.allclose(path[-1], end)
     True
+    >>> chain_trajectory(Langevin(step_size=0.1), model, start, n_steps=10, record_every=[3, 9]).shape  # 0, 3, 9, 10
+    torch.Size([4, 4, 2])
     """
     check_batch(start, "start")
     if n_steps < 0:
         raise ValueError(f"n_steps must be a non-negative number of steps, got {n_steps}")
-    if record_every < 1:
-        raise ValueError(f"record_every must be a positive number of steps, got {record_every}")
+    if isinstance(record_every, int):
+        if record_every < 1:
+            raise ValueError(f"record_every must be a positive number of steps, got {record_every}")
+        record_every = range(record_every, n_steps, record_every)
+    ends = sorted({step for step in record_every if 0 < step < n_steps} | {n_steps} - {0})
     if y is not None and tuple(y.shape) != (start.shape[0],):
         raise ValueError(f"y must have shape ({start.shape[0]},) like start's batch, got {tuple(y.shape)}")
     x = start.detach()
     snapshots, done = [x], 0
-    while done < n_steps:
-        piece = min(record_every, n_steps - done)
-        x = sampler.sample(model, x, n_steps=piece, y=y, generator=generator)
-        done += piece
+    for end in ends:
+        x = sampler.sample(model, x, n_steps=end - done, y=y, generator=generator)
+        done = end
         snapshots.append(x)
         if callback is not None:
             callback(done, x)
