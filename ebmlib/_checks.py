@@ -8,7 +8,7 @@ import numbers
 import warnings
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 
 def check_batch(x: Tensor, name: str = "x", event_shape: tuple[int, ...] | None = None) -> None:
@@ -87,6 +87,58 @@ def check_probability(value: float, name: str) -> float:
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"{name} must lie in [0, 1], got {value}")
     return float(value)
+
+
+def check_generator(generator: object, name: str = "generator") -> None:
+    """Raise ``TypeError`` unless ``generator`` is a ``torch.Generator`` or ``None`` (the global RNG)."""
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"{name} must be a torch.Generator, got {type(generator).__name__} ({generator!r}); for a "
+                        "seed, pass torch.Generator(device).manual_seed(seed), or None for the global RNG")
+
+
+def check_optimizer_trains(optimizer: object, module: nn.Module, name: str = "model") -> None:
+    """Raise unless ``optimizer`` is a ``torch.optim.Optimizer`` holding every trainable parameter of ``module``.
+
+    An optimizer built over another module's parameters would step them and leave ``module`` as it is, without a
+    word. Parameters with ``requires_grad=False`` (frozen) need not be in it.
+    """
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"optimizer must be a torch.optim.Optimizer over {name}'s parameters (e.g. "
+                        f"torch.optim.Adam({name}.parameters())), got {type(optimizer).__name__}")
+    held = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    trainable = [(key, p) for key, p in module.named_parameters() if p.requires_grad]
+    missing = [key for key, p in trainable if id(p) not in held]
+    if missing:
+        listed = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
+        raise ValueError(
+            f"optimizer must hold every trainable parameter of {name}, but {len(missing)} of its {len(trainable)} "
+            f"are not in it ({listed}), so training would not change them: build the optimizer over "
+            f"{name}.parameters() (set requires_grad=False on parameters you mean to freeze)"
+        )
+
+
+_CONVERSIONS = {torch.float32: ".float()", torch.float64: ".double()", torch.float16: ".half()",
+                torch.bfloat16: ".bfloat16()"}
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def check_same_dtype(x: Tensor, module: nn.Module, name: str = "x", module_name: str = "model") -> None:
+    """Raise ``TypeError`` if floating ``x`` and ``module``'s first floating-point parameter differ in dtype.
+
+    Reads dtypes only (no device synchronisation); a module without floating-point parameters is not checked.
+    """
+    parameter = next((p for p in module.parameters() if p.is_floating_point()), None)
+    if parameter is None or x.dtype == parameter.dtype:
+        return
+    to_data = _CONVERSIONS.get(parameter.dtype, f".to({parameter.dtype})")
+    to_model = _CONVERSIONS.get(x.dtype, f".to({x.dtype})")
+    raise TypeError(
+        f"{name} is {_dtype_name(x.dtype)} but the {module_name}'s parameters are {_dtype_name(parameter.dtype)}: "
+        f"convert the data with {name}{to_data} or the {module_name} with {module_name}{to_model}"
+    )
 
 
 UNSCALED_FACTOR = 10.0

@@ -19,8 +19,9 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from ebmlib.buffers import GaussianInit, ReplayBuffer, UniformInit
 from ebmlib.checkpoint import CheckpointError, checkpoint_path, save_checkpoint
-from ebmlib.models import MLP, ClassifierEnergy, EnergyModel
-from ebmlib.recipes import EBM, JEM
+from ebmlib.losses import ContrastiveDivergence, NoiseContrastiveEstimation
+from ebmlib.models import MLP, ClassifierEnergy, EnergyModel, NetworkEnergy, SwishCNN
+from ebmlib.recipes import EBM, JEM, GaussianNoise, NoiseContrastiveEBM, ScoreMatchingEBM, ShortRunEBM, jem_loss
 from ebmlib.samplers import HMC, MALA, Langevin
 from ebmlib.training import Trainer
 
@@ -86,6 +87,12 @@ CASES = {
                                       r"batch_size must lie in \[1, capacity=6\], got 8"),
     "empty dataset": (make_jem, DataLoader(TensorDataset(torch.zeros(0, 2), torch.zeros(0, dtype=torch.long)),
                                            batch_size=8), ValueError, "train_loader yielded no batches"),
+    "float64 data, float32 model": (make_jem, labelled(GOOD_X.double(), GOOD_Y), TypeError,
+                                    r"x is float64 but the model's parameters are float32: convert the data with "
+                                    r"x\.float\(\) or the model with model\.double\(\)"),
+    "float32 data, float64 model": (lambda: make_jem().double(), labelled(GOOD_X, GOOD_Y), TypeError,
+                                    r"x is float32 but the model's parameters are float64: convert the data with "
+                                    r"x\.double\(\) or the model with model\.float\(\)"),
 }
 
 
@@ -180,3 +187,130 @@ def test_checkpoint_with_missing_entries_names_them(tmp_path):
     path = save_checkpoint(checkpoint_path(tmp_path, 3), state)
     with pytest.raises(CheckpointError, match=rf"{path} does not fit this recipe: missing buffer\.samples"):
         Trainer(make_jem(), device="cpu", progress=False).resume(tmp_path)
+
+
+# ------------------------------------------------------------ parts that do not fit: refused when the recipe is built
+def energy() -> NetworkEnergy:
+    return NetworkEnergy(MLP(2, 1, hidden=8))  # 8 parameter tensors: network.0.weight, network.0.bias, ...
+
+
+def adam(*modules: nn.Module) -> torch.optim.Optimizer:
+    return torch.optim.Adam([p for module in modules for p in module.parameters()], lr=1e-3)
+
+
+def ebm_with(model: nn.Module, optimizer: object = None, loss=None, n_classes: int | None = None) -> EBM:
+    return EBM(model, Langevin(step_size=0.05, n_steps=2), ReplayBuffer(30, UniformInit((2,)), n_classes=n_classes),
+               adam(model) if optimizer is None else optimizer, loss)
+
+
+def jem_with(model: nn.Module, loss=None, n_classes: int | None = 3) -> JEM:
+    return JEM(model, Langevin(step_size=0.05, n_steps=2), ReplayBuffer(30, UniformInit((2,)), n_classes=n_classes),
+               adam(model), loss)
+
+
+def short_run_with(model: nn.Module, optimizer: object = None, loss=None, n_classes: int | None = None) -> ShortRunEBM:
+    return ShortRunEBM(model, Langevin(step_size=0.05, n_steps=2), UniformInit((2,)),
+                       adam(model) if optimizer is None else optimizer, loss, n_classes=n_classes)
+
+
+def score_matching_with(model: nn.Module, optimizer: object = None) -> ScoreMatchingEBM:
+    return ScoreMatchingEBM(model, adam(model) if optimizer is None else optimizer, (2,))
+
+
+def nce_with(model: nn.Module, optimizer: object = None) -> NoiseContrastiveEBM:
+    loss = NoiseContrastiveEstimation()
+    return NoiseContrastiveEBM(model, GaussianNoise(torch.zeros(2), torch.ones(2)),
+                               adam(model, loss) if optimizer is None else optimizer, loss)
+
+
+def classifier() -> ClassifierEnergy:
+    return ClassifierEnergy(MLP(2, 3, hidden=8), n_classes=3)
+
+
+PLAIN = r"model must be an ebmlib\.models\.EnergyModel .*, got {}: wrap the network in NetworkEnergy\(network\)"
+OTHER = r"optimizer must hold every trainable parameter of model, but {} of its 8 are not in it"
+CONDITIONAL = (r"loss {} has a class-conditional term \(it needs ConditionalEnergies.*\), whose negatives are chains "
+               r"of each class, but {} keeps no class-conditional chains: {}")
+WRONG_PARTS = {
+    "JEM with an energy model that is not a classifier": (
+        lambda: jem_with(NetworkEnergy(SwishCNN(n_outputs=1))), TypeError,
+        r"model must be a ClassifierEnergy .*, got NetworkEnergy: wrap the classifier network, which returns "
+        r"\(B, n_classes\) logits, in ClassifierEnergy\(network, n_classes=K\)"),
+    "EBM with a plain network": (lambda: ebm_with(MLP(2, 1, hidden=8)), TypeError, PLAIN.format("MLP")),
+    "ShortRunEBM with a plain network": (lambda: short_run_with(nn.Linear(2, 1)), TypeError, PLAIN.format("Linear")),
+    "ScoreMatchingEBM with a plain network": (lambda: score_matching_with(nn.Linear(2, 1)), TypeError,
+                                              PLAIN.format("Linear")),
+    "NoiseContrastiveEBM with a plain network": (lambda: nce_with(nn.Linear(2, 1)), TypeError, PLAIN.format("Linear")),
+    "optimizer over another module": (
+        lambda: ebm_with(energy(), adam(energy())), ValueError,
+        OTHER.format(8) + r" \(network\.0\.weight, network\.0\.bias, network\.2\.weight, \.\.\.\), so training would "
+        r"not change them: build the optimizer over model\.parameters\(\)"),
+    "optimizer over part of the model": (lambda: ebm_with(model := energy(), adam(model.network[-1])), ValueError,
+                                         OTHER.format(6)),
+    "optimizer over another module (ShortRunEBM)": (lambda: short_run_with(energy(), adam(energy())), ValueError,
+                                                    OTHER.format(8)),
+    "optimizer over another module (ScoreMatchingEBM)": (lambda: score_matching_with(energy(), adam(energy())),
+                                                         ValueError, OTHER.format(8)),
+    "optimizer over another module (NoiseContrastiveEBM)": (
+        lambda: nce_with(energy(), adam(energy(), NoiseContrastiveEstimation())), ValueError, OTHER.format(8)),
+    "parameters instead of an optimizer": (
+        lambda: ebm_with(model := energy(), model.parameters()), TypeError,
+        r"optimizer must be a torch\.optim\.Optimizer over model's parameters .*, got generator"),
+    "class-conditional term, JEM buffer without n_classes": (
+        lambda: jem_with(classifier(), jem_loss(p_x_given_y_weight=1), n_classes=None), ValueError,
+        CONDITIONAL.format("WeightedSum", "JEM", r"give the buffer n_classes \(ReplayBuffer\(capacity, initializer, "
+                                                 r"n_classes=K\), a block of chains per class\), or give that term "
+                                                 "weight 0")),
+    "class-conditional term, EBM buffer without n_classes": (
+        lambda: ebm_with(energy(), loss=ContrastiveDivergence(conditional=True)), ValueError,
+        CONDITIONAL.format("ContrastiveDivergence", "EBM", "give the buffer n_classes")),
+    "class-conditional term, ShortRunEBM without n_classes": (
+        lambda: short_run_with(energy(), loss=ContrastiveDivergence(conditional=True)), ValueError,
+        CONDITIONAL.format("ContrastiveDivergence", "ShortRunEBM", "give ShortRunEBM n_classes=K")),
+}
+
+
+@pytest.mark.parametrize("case", sorted(WRONG_PARTS))
+def test_parts_that_do_not_fit_are_refused_when_the_recipe_is_built(case):
+    make, error, message = WRONG_PARTS[case]
+    with pytest.raises(error, match=message):
+        make()
+
+
+def test_parts_that_fit_are_accepted():
+    frozen = energy()
+    frozen.network[0].requires_grad_(False)  # frozen parameters need not be in the optimizer
+    ebm_with(frozen, torch.optim.SGD([p for p in frozen.parameters() if p.requires_grad], lr=0.1))
+    whole = energy()
+    parameters = list(whole.parameters())
+    ebm_with(whole, torch.optim.SGD([{"params": parameters[:2]}, {"params": parameters[2:], "lr": 0.01}], lr=0.1))
+    jem_with(classifier(), jem_loss(p_x_given_y_weight=0.0), n_classes=None)  # no class-conditional term: one pool
+    jem_with(classifier(), jem_loss(p_x_given_y_weight=1.0), n_classes=3)
+    short_run_with(energy(), loss=ContrastiveDivergence(conditional=True), n_classes=3)
+
+
+def test_a_generator_of_another_type_is_named_before_any_draw():
+    message = r"generator must be a torch\.Generator, got int \(0\); for a seed, pass torch\.Generator\(device\)"
+    recipes = {"EBM": ebm_with(energy()), "JEM": make_jem(), "ShortRunEBM": short_run_with(energy()),
+               "ScoreMatchingEBM": score_matching_with(energy()), "NoiseContrastiveEBM": nce_with(energy())}
+    for name, recipe in recipes.items():
+        before = {k: v.clone() for k, v in recipe.state_dict().items()}
+        with pytest.raises(TypeError, match=message):
+            recipe.training_step(GOOD_X, GOOD_Y if name == "JEM" else None, generator=0)
+        assert all(torch.equal(before[k], v) for k, v in recipe.state_dict().items()), name  # nothing changed
+    for name in ("EBM", "ShortRunEBM"):
+        with pytest.raises(TypeError, match=message):
+            recipes[name].generate(3, generator=0)
+    with pytest.raises(TypeError, match=message):
+        recipes["JEM"].generate(3, y=torch.tensor([0, 1, 2]), generator=0)
+    for sampler in (Langevin(step_size=0.05), MALA(step_size=0.05), HMC(step_size=0.05)):
+        with pytest.raises(TypeError, match=message):
+            sampler.sample(energy(), torch.zeros(4, 2), generator=0)
+
+
+@pytest.mark.parametrize("make", [score_matching_with, nce_with, short_run_with])
+def test_data_of_another_dtype_than_the_model_is_named_by_every_recipe(make):
+    recipe = make(energy())
+    with pytest.raises(TypeError, match=r"x is float64 but the model's parameters are float32: convert the data "
+                                        r"with x\.float\(\) or the model with model\.double\(\)"):
+        recipe.training_step(GOOD_X.double(), generator=torch.Generator().manual_seed(0))

@@ -16,7 +16,7 @@ from ebmlib.checkpoint import list_checkpoints, load_checkpoint
 from ebmlib.models import MLP, NetworkEnergy
 from ebmlib.recipes import EBM, Recipe, ShortRunEBM
 from ebmlib.samplers import Langevin
-from ebmlib.training import Callback, DivergenceGuard, ProgressBar, Trainer
+from ebmlib.training import Callback, CSVLogger, DivergenceGuard, ProgressBar, Trainer
 from ebmlib.training.progress import short_labels
 
 
@@ -112,6 +112,35 @@ def test_a_callbacks_state_is_saved_and_restored_on_resume(tmp_path):
     trainer.fit(unlabelled_loader(), epochs=2)
     assert second.steps == whole.steps == 12
     assert torch.equal(second.loss_sum, whole.loss_sum)  # the run went on exactly as the uninterrupted one
+
+
+def test_a_step_is_evaluated_once_when_an_epoch_ends_on_an_evaluation_step(tmp_path):
+    calls: list[int] = []
+    recorder = Recorder()
+
+    def evaluate(recipe):
+        calls.append(len(calls))
+        return {"score": 1.0}
+
+    batches = [torch.randn(8, 2, generator=torch.Generator().manual_seed(i)) for i in range(4)]  # 4 steps an epoch
+    trainer = Trainer(make_ebm(), device="cpu", progress=False, checkpoint_dir=tmp_path / "checkpoints",
+                      evaluate=evaluate, eval_every=2, callbacks=[recorder, CSVLogger(tmp_path / "logs")])
+    trainer.fit(batches, max_steps=8)  # epoch ends at steps 4 and 8, both multiples of eval_every
+    assert [r["step"] for r in trainer.evaluations] == [2.0, 4.0, 6.0, 8.0]
+    assert len(calls) == 4  # paid once per step
+    assert [c for c in recorder.calls if c.startswith("evaluation")] == [f"evaluation@{s}" for s in (2, 4, 6, 8)]
+    with open(tmp_path / "logs" / "evaluations.csv") as file:
+        assert [line.split(",")[0] for line in file.read().splitlines()[1:]] == ["2.0", "4.0", "6.0", "8.0"]
+
+    # max_steps stopped the run on the last batch of epoch 1 before it counted as complete: a resumed fit completes
+    # that epoch at step 8 again, which was evaluated (the checkpoint holds it) and is not evaluated twice
+    resumed = Trainer(make_ebm(), device="cpu", progress=False, checkpoint_dir=tmp_path / "checkpoints",
+                      evaluate=evaluate, eval_every=2)
+    resumed.resume(tmp_path / "checkpoints")
+    assert resumed.step == 8 and resumed.epoch == 1
+    resumed.fit(batches, epochs=3)
+    assert [r["step"] for r in resumed.evaluations] == [2.0, 4.0, 6.0, 8.0, 10.0, 12.0]
+    assert len(calls) == 6
 
 
 def test_callbacks_with_the_same_state_key_are_refused():

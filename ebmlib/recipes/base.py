@@ -8,6 +8,8 @@ from collections.abc import Mapping, Set
 import torch
 from torch import Tensor, nn
 
+from ..models import EnergyModel
+
 
 class Recipe(nn.Module, ABC):
     r"""A training procedure: one optimisation step on a batch, and the state it keeps.
@@ -115,3 +117,24 @@ class Recipe(nn.Module, ABC):
 
     def check_inputs(self, x: Tensor, y: Tensor | None = None) -> None:
         """Raise a clear error (or warn) for data this recipe cannot train on; accepts anything by default."""
+
+
+def check_energy_model(model: object, name: str = "model") -> None:
+    """Raise a ``TypeError`` unless ``model`` is an :class:`~ebmlib.models.EnergyModel`.
+
+    A plain network would be trained on whatever it returns (``(B, 1)`` outputs, logits); the message says how to
+    wrap it.
+
+    Examples
+    --------
+    >>> check_energy_model(nn.Linear(2, 1))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    TypeError: model must be an ebmlib.models.EnergyModel ..., got Linear: wrap the network in NetworkEnergy(...) ...
+    """
+    if not isinstance(model, EnergyModel):
+        raise TypeError(
+            f"{name} must be an ebmlib.models.EnergyModel (x -> energies of shape (B,)), got {type(model).__name__}: "
+            "wrap the network in NetworkEnergy(network) (from ebmlib.models; its one output is the energy), or a "
+            "classifier in ClassifierEnergy(network, n_classes=K)"
+        )

@@ -7,12 +7,21 @@ from abc import abstractmethod
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_batch, check_count, check_labels, check_positive, warn_if_unscaled
+from .._checks import (
+    check_batch,
+    check_count,
+    check_generator,
+    check_labels,
+    check_optimizer_trains,
+    check_positive,
+    check_same_dtype,
+    warn_if_unscaled,
+)
 from ..buffers import Initializer
 from ..losses import Classification, ConditionalEnergies, ContrastiveDivergence, Energies, EnergyBatch, Loss, LossInput
 from ..models import EnergyModel
 from ..samplers import Sampler
-from .base import Recipe
+from .base import Recipe, check_energy_model
 
 
 class ContrastiveRecipe(Recipe):
@@ -37,9 +46,10 @@ class ContrastiveRecipe(Recipe):
     Parameters
     ----------
     model : EnergyModel
+        A plain network is refused: wrap it in :class:`~ebmlib.models.NetworkEnergy`.
     sampler : Sampler
     optimizer : torch.optim.Optimizer
-        Over ``model``'s parameters.
+        Over ``model``'s parameters (every trainable one; checked).
     loss : Loss, optional
         Default :class:`~ebmlib.losses.ContrastiveDivergence`.
     input_noise_std : float
@@ -49,6 +59,13 @@ class ContrastiveRecipe(Recipe):
         per row of the data batch). The chains are most of a step's cost, so a data
         batch larger than ``n_negatives`` gives the data-side terms (cross-entropy,
         :math:`E(x^+)`) more images for little extra time.
+
+    Raises
+    ------
+    TypeError
+        If ``model`` is not an :class:`~ebmlib.models.EnergyModel` or ``optimizer`` not an optimizer.
+    ValueError
+        If ``optimizer`` leaves out trainable parameters of ``model``.
 
     Examples
     --------
@@ -86,6 +103,8 @@ class ContrastiveRecipe(Recipe):
         n_negatives: int | None = None,
     ) -> None:
         super().__init__()
+        check_energy_model(model)
+        check_optimizer_trains(optimizer, model)
         check_positive(input_noise_std, "input_noise_std", allow_zero=True)
         self.n_negatives = None if n_negatives is None else check_count(n_negatives, "n_negatives")
         self.model = model
@@ -99,6 +118,22 @@ class ContrastiveRecipe(Recipe):
     def negatives(self, batch_size: int, y: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
         """``batch_size`` model samples :math:`x^-` (of classes ``y``), shape ``(batch_size, *event_shape)``."""
 
+    def check_conditional_chains(self, n_classes: int | None, fix: str) -> None:
+        """Raise a ``ValueError`` if the loss has a class-conditional term and the chains are not kept per class.
+
+        A subclass calls it at the end of ``__init__`` with the number of classes its
+        chains are kept for (``None``: one pool) and how to give it. The loss's weights
+        are taken as given (a :class:`~ebmlib.training.TermWarmUp` lowers them only
+        when training starts).
+        """
+        if n_classes is None and ConditionalEnergies in self.loss.needs():
+            raise ValueError(
+                f"loss {type(self.loss).__name__} has a class-conditional term (it needs ConditionalEnergies, e.g. "
+                "jem_loss(p_x_given_y_weight=1) or ContrastiveDivergence(conditional=True)), whose negatives are "
+                f"chains of each class, but {type(self).__name__} keeps no class-conditional chains: {fix}, or give "
+                "that term weight 0"
+            )
+
     # ------------------------------------------------------------------ the Recipe protocol
     def optimizers(self) -> list[torch.optim.Optimizer]:
         """``[optimizer]``."""
@@ -111,12 +146,14 @@ class ContrastiveRecipe(Recipe):
     def check_inputs(self, x: Tensor, y: Tensor | None = None) -> None:
         """Raise a clear error for data the recipe cannot train on; warn once if it looks unscaled.
 
-        The warning compares the data's range with where the chains start
-        (draws of ``initializer``): images left in 0..255 against chains in
-        [-1, 1] would train without a word otherwise. Value checks run on CPU
-        tensors only (no device synchronisation).
+        The data must be a finite floating batch of the initializer's event shape, of
+        the model's parameters' dtype, with labels in range. The warning compares the
+        data's range with where the chains start (draws of ``initializer``): images
+        left in 0..255 against chains in [-1, 1] would train without a word otherwise.
+        Value checks run on CPU tensors only (no device synchronisation).
         """
         check_batch(x, "x", self.initializer.event_shape)
+        check_same_dtype(x, self.model)
         if y is not None:
             check_labels(y, x.shape[0], self.n_classes)
         if not self._scale_checked and x.device.type == "cpu":
@@ -142,6 +179,7 @@ class ContrastiveRecipe(Recipe):
         dict of str to Tensor
             ``loss`` and the loss's metrics, as detached scalar tensors.
         """
+        check_generator(generator)
         self.check_inputs(x, y)
         needs = self.loss.needs()
         if y is None and needs & {ConditionalEnergies, Classification}:
@@ -223,6 +261,7 @@ class ContrastiveRecipe(Recipe):
         -------
         Tensor, shape ``(n, *event_shape)``
         """
+        check_generator(generator)
         if n < 1:
             raise ValueError(f"n must be a positive number of samples, got {n}")
         if y is not None and tuple(y.shape) != (n,):

@@ -26,6 +26,7 @@ class EBM(ContrastiveRecipe):
     model : EnergyModel
     sampler : Sampler
     buffer : ReplayBuffer
+        Give it ``n_classes`` for a loss with a class-conditional term.
     optimizer : torch.optim.Optimizer
         Over ``model``'s parameters.
     loss : Loss, optional
@@ -65,6 +66,8 @@ class EBM(ContrastiveRecipe):
     ) -> None:
         super().__init__(model, sampler, optimizer, loss, input_noise_std, n_negatives)
         self.buffer = buffer
+        self.check_conditional_chains(buffer.n_classes, "give the buffer n_classes (ReplayBuffer(capacity, "
+                                      "initializer, n_classes=K), a block of chains per class)")
 
     @property
     def initializer(self) -> Initializer:  # type: ignore[override]

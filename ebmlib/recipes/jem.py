@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._checks import check_choice, check_positive
+from .._checks import check_choice, check_generator, check_positive
 from ..buffers import Initializer, ReplayBuffer
 from ..losses import (
     Classification,
@@ -104,6 +104,7 @@ class JEM(EBM):
     Parameters
     ----------
     model : ClassifierEnergy
+        Checked: any other energy model is refused (JEM reads the classifier's logits).
     sampler : Sampler
         JEM uses ``Langevin(step_size=1.0, noise_std=0.01, n_steps=20)``.
     buffer : ReplayBuffer
@@ -158,6 +159,12 @@ class JEM(EBM):
         unconditional_chains: str = "marginal",
         n_negatives: int | None = None,
     ) -> None:
+        if not isinstance(model, ClassifierEnergy):  # before anything reads model.n_classes
+            raise TypeError(
+                "model must be a ClassifierEnergy (JEM reads the classifier's logits f(x), E(x) = -logsumexp f(x)), "
+                f"got {type(model).__name__}: wrap the classifier network, which returns (B, n_classes) logits, in "
+                "ClassifierEnergy(network, n_classes=K)"
+            )
         super().__init__(model, sampler, buffer, optimizer, jem_loss() if loss is None else loss, input_noise_std,
                          n_negatives)
         check_choice(unconditional_chains, UNCONDITIONAL_CHAINS, "unconditional_chains")
@@ -227,6 +234,7 @@ class JEM(EBM):
         >>> jem.generate(4, chains="marginal", generator=torch.Generator().manual_seed(0)).shape
         torch.Size([4, 1, 2, 2])
         """
+        check_generator(generator)
         kind = self.unconditional_chains if chains is None else check_choice(chains, UNCONDITIONAL_CHAINS, "chains")
         if y is None and kind == "mixture" and n >= 1:
             device = generator.device if generator is not None else self.buffer.samples.device

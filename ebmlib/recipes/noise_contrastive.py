@@ -7,11 +7,11 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_batch, check_count
+from .._checks import check_batch, check_count, check_generator, check_optimizer_trains, check_same_dtype
 from ..losses import EnergyBatch, Loss, LossInput
 from ..losses.noise_contrastive import NoiseContrast, NoiseContrastiveEstimation
 from ..models import EnergyModel
-from .base import Recipe
+from .base import Recipe, check_energy_model
 
 
 class GaussianNoise(nn.Module):
@@ -122,6 +122,8 @@ class NoiseContrastiveEBM(Recipe):
         noise_ratio: int = 1,
     ) -> None:
         super().__init__()
+        check_energy_model(model)
+        check_optimizer_trains(optimizer, model)
         self.model = model
         self.noise = noise
         self.optimizer = optimizer
@@ -143,8 +145,9 @@ class NoiseContrastiveEBM(Recipe):
         return [self.model, self.loss]
 
     def check_inputs(self, x: Tensor, y: Tensor | None = None) -> None:
-        """Raise unless ``x`` is a finite floating batch of the noise's event shape."""
+        """Raise unless ``x`` is a finite floating batch of the noise's event shape and the model's dtype."""
         check_batch(x, "x", self.noise.event_shape)
+        check_same_dtype(x, self.model)
 
     def training_step(
         self, x: Tensor, y: Tensor | None = None, generator: torch.Generator | None = None
@@ -156,6 +159,7 @@ class NoiseContrastiveEBM(Recipe):
         dict of str to Tensor
             ``loss`` and the loss's metrics, as detached scalar tensors.
         """
+        check_generator(generator)
         self.check_inputs(x, y)
         loss, metrics = self.loss(self.loss_inputs(self.loss.needs(), x, generator))
         return self.minimize(loss, metrics)

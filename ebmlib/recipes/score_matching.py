@@ -7,12 +7,19 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_batch, check_choice, check_positive
+from .._checks import (
+    check_batch,
+    check_choice,
+    check_generator,
+    check_optimizer_trains,
+    check_positive,
+    check_same_dtype,
+)
 from ..losses import EnergyBatch, Loss, LossInput
 from ..losses.denoising_score_matching import DenoisingScoreMatching, NoisyScores
 from ..losses.sliced_score_matching import SlicedScores
 from ..models import EnergyModel
-from .base import Recipe
+from .base import Recipe, check_energy_model
 
 PROJECTIONS = ("rademacher", "gaussian")
 
@@ -72,6 +79,8 @@ class ScoreMatchingEBM(Recipe):
         projection: str = "rademacher",
     ) -> None:
         super().__init__()
+        check_energy_model(model)
+        check_optimizer_trains(optimizer, model)
         levels = [noise_std] if isinstance(noise_std, (int, float)) else list(noise_std)
         if not levels:
             raise ValueError("noise_std must be a positive number or a non-empty sequence of them, got []")
@@ -95,8 +104,9 @@ class ScoreMatchingEBM(Recipe):
         return [self.model]
 
     def check_inputs(self, x: Tensor, y: Tensor | None = None) -> None:
-        """Raise unless ``x`` is a finite floating batch ``(B, *event_shape)``."""
+        """Raise unless ``x`` is a finite floating batch ``(B, *event_shape)`` of the model's dtype."""
         check_batch(x, "x", self.event_shape)
+        check_same_dtype(x, self.model)
 
     def training_step(
         self, x: Tensor, y: Tensor | None = None, generator: torch.Generator | None = None
@@ -108,6 +118,7 @@ class ScoreMatchingEBM(Recipe):
         dict of str to Tensor
             ``loss`` and the loss's metrics, as detached scalar tensors.
         """
+        check_generator(generator)
         self.check_inputs(x, y)
         loss, metrics = self.loss(self.loss_inputs(self.loss.needs(), x, generator))
         return self.minimize(loss, metrics)

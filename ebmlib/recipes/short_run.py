@@ -71,6 +71,7 @@ class ShortRunEBM(ContrastiveRecipe):
             raise ValueError(f"n_classes must be a positive number of classes or None, got {n_classes}")
         self.initializer = initializer
         self.n_classes = n_classes
+        self.check_conditional_chains(n_classes, "give ShortRunEBM n_classes=K")
 
     def negatives(self, batch_size: int, y: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
         """Run ``batch_size`` new chains from ``initializer`` (of classes ``y``)."""

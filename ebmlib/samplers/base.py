@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Literal, NamedTuple, overload
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_batch, check_count
+from .._checks import check_batch, check_count, check_generator
 from ..models.base import check_energy
 from .acceleration import (
     PRECISIONS,
@@ -186,10 +186,12 @@ class Sampler(nn.Module, ABC):
 
     >>> import torch
     >>> from ebmlib.models import NetworkEnergy
+    >>> from ebmlib.samplers import ChainState, Sampler, StepInfo
     >>> class GradientDescent(Sampler):
     ...     def step(self, model, state, y=None, generator=None):
     ...         energy, grad = self.energy_and_grad(model, state.position, y)
-    ...         return ChainState(state.position - 0.1 * grad), StepInfo(energy, per_chain_norm(grad))
+    ...         grad_norm = grad.flatten(1).norm(dim=1)  # one per chain
+    ...         return ChainState(state.position - 0.1 * grad), StepInfo(energy, grad_norm)
     >>> model = NetworkEnergy(torch.nn.Linear(2, 1))
     >>> x, diagnostics = GradientDescent(n_steps=5).sample(model, torch.zeros(3, 2), return_diagnostics=True)
     >>> x.shape, diagnostics["grad_norm"].shape
@@ -357,6 +359,7 @@ class Sampler(nn.Module, ABC):
         """
         n_steps = self.n_steps if n_steps is None else check_count(n_steps, "n_steps", minimum=0)
         check_batch(x, "x")
+        check_generator(generator)
         if y is not None and tuple(y.shape) != (x.shape[0],):
             raise ValueError(f"y must have shape ({x.shape[0]},), got {tuple(y.shape)}")
 

@@ -128,7 +128,9 @@ class Evaluation(Callback):
 
     Runs on process 0 only, in eval mode, with the training clock paused; the
     results (with ``step``) are kept in :attr:`results`, saved in checkpoints,
-    and passed to every callback's ``on_evaluation``.
+    and passed to every callback's ``on_evaluation``. A step is evaluated at
+    most once: an epoch that ends on a multiple of ``every`` (or a resumed run
+    that completes the epoch of an evaluated checkpoint) adds no second row.
 
     Parameters
     ----------
@@ -158,10 +160,15 @@ class Evaluation(Callback):
 
     def on_step_end(self, trainer: Trainer, metrics: Mapping[str, Tensor]) -> None:
         if self.every is not None and trainer.step % self.every == 0:
-            self.run(trainer)
+            self.run_once(trainer)
 
     def on_epoch_end(self, trainer: Trainer) -> None:
-        self.run(trainer)
+        self.run_once(trainer)
+
+    def run_once(self, trainer: Trainer) -> None:
+        """:meth:`run`, unless the current step was evaluated already."""
+        if not self.results or self.results[-1]["step"] != float(trainer.step):
+            self.run(trainer)
 
     def run(self, trainer: Trainer) -> None:
         """Evaluate now (process 0 only) and tell the trainer's callbacks."""

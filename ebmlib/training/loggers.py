@@ -96,7 +96,10 @@ class TensorBoardLogger(Callback):
     imported when training starts. Written by process 0 only; every history
     value but ``step`` and ``epoch`` becomes a scalar at its step, evaluations
     go under ``evaluation/``. A resumed run purges the events written after
-    its checkpoint's step, so the curves have no doubled stretch.
+    its checkpoint's step (an interrupted run's, which the resumed run writes
+    again), and keeps those of that step itself (its history row and its
+    evaluation are in the checkpoint and are not written again): every step
+    appears once.
 
     Parameters
     ----------
@@ -124,7 +127,8 @@ class TensorBoardLogger(Callback):
             raise ImportError(
                 'TensorBoardLogger needs the tensorboard package: pip install tensorboard (or "ebmlib[tensorboard]")'
             ) from error
-        self.writer = SummaryWriter(str(self.log_dir), purge_step=trainer.step if trainer.step > 0 else None)
+        # TensorBoard hides the events at steps >= purge_step; those of trainer.step are done and kept
+        self.writer = SummaryWriter(str(self.log_dir), purge_step=trainer.step + 1 if trainer.step > 0 else None)
 
     def on_log(self, trainer: Trainer, row: Mapping[str, float]) -> None:
         if self.writer is None:

@@ -134,8 +134,8 @@ class Trainer:
         Hooks into the run; a plain function ``f(trainer, metrics)`` runs after every step.
     evaluate : callable, optional
         ``evaluate(recipe) -> dict[str, float]``, run (in eval mode) every
-        ``eval_every`` steps and at the end of every epoch; results go to
-        ``evaluations``.
+        ``eval_every`` steps and at the end of every epoch, once for a step
+        that is both; results go to ``evaluations``.
     eval_every : int, optional
     progress : bool
         Show a :class:`~ebmlib.training.ProgressBar`.
