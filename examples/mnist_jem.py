@@ -57,7 +57,7 @@ from ebmlib.models import ClassifierEnergy, SwishCNN
 from ebmlib.recipes import JEM, Recipe, jem_loss
 from ebmlib.recipes.jem import UNCONDITIONAL_CHAINS
 from ebmlib.samplers import Langevin
-from ebmlib.training import CosineDecay, CSVLogger, TermWarmUp, Trainer, resolve_device
+from ebmlib.training import CosineDecay, CSVLogger, TermWarmUp, Trainer, resolve_device, resolve_precision
 from ebmlib.training.distributed import init_distributed, main_process_first, sharded_loader, shutdown
 
 QUICK = {  # tiny subset and few, cheap steps: every output in well under a minute on 2 CPU cores
@@ -112,7 +112,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--step-size", type=positive(float), default=1.0, help="SGLD step size (gradient scale)")
     p.add_argument("--noise-std", type=positive(float), default=0.01, help="SGLD noise standard deviation")
     p.add_argument("--sgld-steps", type=positive(int), default=20, help="SGLD steps per training iteration")
-    p.add_argument("--precision", choices=("full", "bf16"), default="bf16", help="SGLD gradient precision")
+    p.add_argument("--precision", choices=("auto", "full", "bf16"), default="auto",
+                   help="SGLD gradient precision (auto: bf16 where the device computes it natively, else full)")
     p.add_argument("--buffer-size", type=positive(int), default=1000, help="replay-buffer chains (split over classes)")
     p.add_argument("--chain-start", choices=("noise", "class-gaussian"), default="noise",
                    help="where buffer chains start and restart: U(-1, 1) noise or per-class Gaussians (JEM++)")
@@ -163,7 +164,7 @@ def build_recipe(args: argparse.Namespace, images: torch.Tensor, labels: torch.T
     model = ClassifierEnergy(SwishCNN(channels=1, width=args.width, n_outputs=10), n_classes=10)
     model.to(memory_format=torch.channels_last)  # with bf16 SGLD the fastest layout (benchmarks/README.md)
     sampler = Langevin(args.step_size, args.noise_std, n_steps=args.sgld_steps, clamp=(-1.0, 1.0),
-                       precision=args.precision)
+                       precision=resolve_precision(args.precision, resolve_device(args.device)))
     start = (UniformInit(tuple(images.shape[1:]), -1.0, 1.0) if args.chain_start == "noise"
              else ClassGaussianInit(images, labels, n_classes=10))
     generator = torch.Generator().manual_seed(args.seed + rank)  # each process its own chains

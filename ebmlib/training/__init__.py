@@ -24,13 +24,13 @@ from .distributed import DistributedError
 from .divergence import DivergenceError, DivergenceGuard
 from .ema import ExponentialMovingAverage
 from .loggers import CSVLogger, TensorBoardLogger
-from .loop import Trainer, resolve_device, unpack_batch
+from .loop import Trainer, resolve_device, resolve_precision, unpack_batch
 from .progress import ProgressBar
 from .schedules import Constant, CosineDecay, LearningRateSchedule, LinearWarmUp
 from .warmup import TermWarmUp
 
 __all__ = [
-    "Trainer", "resolve_device", "unpack_batch", "Budget", "Stopwatch", "MetricWindow",
+    "Trainer", "resolve_device", "resolve_precision", "unpack_batch", "Budget", "Stopwatch", "MetricWindow",
     "Callback", "StepFunction", "Evaluation", "ProgressBar", "CSVLogger", "TensorBoardLogger",
     "DivergenceGuard", "DivergenceError", "DistributedError", "ExponentialMovingAverage",
     "LearningRateSchedule", "Constant", "CosineDecay", "LinearWarmUp", "TermWarmUp",

@@ -62,6 +62,29 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return device
 
 
+def resolve_precision(precision: str, device: str | torch.device) -> str:
+    """``"auto"`` -> ``"bf16"`` where ``device`` computes bfloat16 natively, else ``"full"``; others as given.
+
+    Native bfloat16: a CUDA device that supports it, or a CPU with AVX512-BF16 or AMX
+    instructions. Elsewhere (say, a CPU with AVX2 only) bfloat16 is emulated and a
+    sampler's ``precision="bf16"`` runs several times slower than float32, so
+    ``"auto"`` keeps float32 there.
+
+    Examples
+    --------
+    >>> resolve_precision("full", "cpu"), resolve_precision("auto", "cpu") in ("bf16", "full")
+    ('full', True)
+    """
+    if precision != "auto":
+        return precision
+    device = torch.device(device)
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "full"
+    native = [getattr(torch.cpu, name, lambda: False)() for name in ("_is_avx512_bf16_supported",
+                                                                         "_is_amx_tile_supported")]
+    return "bf16" if device.type == "cpu" and any(native) else "full"
+
+
 def unpack_batch(batch: Any, device: torch.device) -> tuple[Tensor, Tensor | None]:
     """``x`` or ``(x, y)`` on ``device`` from a batch ``x``, ``[x]`` or ``(x, y)`` (as ``TensorDataset`` gives).
 
