@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
+from typing_extensions import Unpack
 
 from .._checks import check_count, check_positive
-from .base import ChainState, Sampler, StepInfo, per_chain_norm
+from .base import ChainState, Extra, FastPaths, Sampler, StepInfo, per_chain_norm, standard_normal, with_extras
 
 
 class AnnealedState(ChainState):
@@ -22,7 +22,8 @@ class AnnealedState(ChainState):
         As in :class:`~ebmlib.samplers.ChainState`; ``energy`` and ``grad`` are
         those of the level the next step runs at.
     step_index : Tensor of int64, shape ``()``, or None
-        Steps taken since the start of the schedule; ``None`` means 0.
+        ``extras["step_index"]``, a keyword argument of the constructor: steps
+        taken since the start of the schedule; ``None`` means 0.
 
     Examples
     --------
@@ -32,18 +33,14 @@ class AnnealedState(ChainState):
     (5, True)
     """
 
-    step_index: Tensor | None
+    __slots__ = ()
+    step_index = Extra[Tensor]()
 
     def __new__(
         cls, position: Tensor, energy: Tensor | None = None, grad: Tensor | None = None,
-        step_index: Tensor | None = None,
+        extras: Mapping[str, Tensor | ChainState] | None = None, *, step_index: Tensor | None = None,
     ) -> AnnealedState:
-        state = super().__new__(cls, position, energy, grad)
-        state.step_index = step_index
-        return state
-
-    def _replace(self, **changes: Any) -> AnnealedState:
-        return AnnealedState(**{**self._asdict(), "step_index": self.step_index, **changes})
+        return super().__new__(cls, position, energy, grad, with_extras(extras, step_index=step_index))
 
 
 class AnnealedLangevin(Sampler):
@@ -100,8 +97,8 @@ class AnnealedLangevin(Sampler):
         Default number of steps for :meth:`sample`; default the whole schedule,
         :math:`L \times` ``steps_per_level``.
     precision, compile_gradient, cuda_graph, check_finite
-        The fast paths and the finiteness check of :class:`~ebmlib.samplers.Sampler`
-        (``"bf16"`` is valid: the update uses gradients only).
+        Keyword-only: the fast paths and the finiteness check of
+        :class:`~ebmlib.samplers.Sampler` (``"bf16"`` is valid: the update uses gradients only).
 
     Examples
     --------
@@ -129,11 +126,7 @@ class AnnealedLangevin(Sampler):
         noise_levels: Sequence[float] | None = None,
         steps_per_level: int = 10,
         n_steps: int | None = None,
-        *,
-        precision: str = "full",
-        compile_gradient: bool = False,
-        cuda_graph: bool = False,
-        check_finite: bool = False,
+        **fast_paths: Unpack[FastPaths],
     ) -> None:
         if (temperatures is None) == (noise_levels is None):
             raise ValueError("give exactly one of temperatures and noise_levels, got "
@@ -145,8 +138,7 @@ class AnnealedLangevin(Sampler):
             raise ValueError(f"{name} must be a non-empty, non-increasing sequence of finite positive numbers, "
                              f"got {levels}")
         steps_per_level = check_count(steps_per_level, "steps_per_level")
-        super().__init__(len(levels) * steps_per_level if n_steps is None else n_steps, precision=precision,
-                         compile_gradient=compile_gradient, cuda_graph=cuda_graph, check_finite=check_finite)
+        super().__init__(len(levels) * steps_per_level if n_steps is None else n_steps, **fast_paths)
         self.step_size = step_size = check_positive(step_size, "step_size")
         self.steps_per_level = steps_per_level
         self.noise_conditional = noise_levels is not None
@@ -163,11 +155,7 @@ class AnnealedLangevin(Sampler):
         self.noise_stds: Tensor
 
     def step(
-        self,
-        model: nn.Module,
-        state: ChainState,
-        y: Tensor | None = None,
-        generator: torch.Generator | None = None,
+        self, model: nn.Module, state: ChainState, y: Tensor | None = None, generator: torch.Generator | None = None
     ) -> tuple[ChainState, StepInfo]:
         x = state.position
         if self.noise_conditional and y is not None:
@@ -181,7 +169,7 @@ class AnnealedLangevin(Sampler):
             energy, grad = self.energy_and_grad(model, x, level.expand(x.shape[0]))
         else:  # tempering rescales the step, not the energy: E and its gradient are those of the model
             energy, grad = self.energy_and_grad_at(model, state, y)
-        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        noise = standard_normal(x, generator)
         x_new = x - self.drift_sizes[level].to(x.dtype) * grad + self.noise_stds[level].to(x.dtype) * noise
         new_state = AnnealedState(x_new, step_index=step_index + 1)
         return new_state, StepInfo(energy, per_chain_norm(grad))

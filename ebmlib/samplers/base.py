@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, Literal, NamedTuple, overload
+from collections.abc import Mapping
+from typing import Any, ClassVar, Generic, Literal, NamedTuple, TypedDict, TypeVar, cast, overload
 
 import torch
 from torch import Tensor, nn
@@ -19,15 +20,21 @@ from .acceleration import (
     run_in_cuda_graph,
 )
 
-FAST_PATHS = ("precision", "compile_gradient", "cuda_graph")
-"""The fast-path settings every sampler takes (see :class:`Sampler`)."""
-
 NONFINITE_CHAINS = "_nonfinite_chains"
 """Diagnostics key under which a ``check_finite`` run hands its count of broken chains to :meth:`Sampler.sample`."""
+
+Value = TypeVar("Value")
 
 
 class ChainState(NamedTuple):
     """Where a batch of chains stands.
+
+    A sampler that keeps more per chain (velocities, replicas, a step count)
+    puts it in ``extras`` and names it in a subclass: ``velocity = Extra[Tensor]()``
+    in the class body reads ``state.extras.get("velocity")`` (``Extra`` and
+    ``with_extras`` of ``ebmlib.samplers.base``; :class:`~ebmlib.samplers.KineticState`
+    is a whole example). Everything a state holds is in its fields, so
+    ``_replace``, pickling and the finiteness check see it all, whatever the subclass.
 
     Attributes
     ----------
@@ -36,22 +43,30 @@ class ChainState(NamedTuple):
     energy, grad : Tensor or None
         ``E(position)`` ``(B,)`` and ``dE/dposition`` (same shape as ``position``)
         when a sampler already computed them (MALA, HMC); ``None`` otherwise.
+    extras : dict
+        Name -> Tensor or nested ChainState (for samplers that run others): what
+        a sampler adds to the state; empty by default. Read-only: build a new
+        state to change it.
 
     Examples
     --------
     >>> import torch
     >>> state = ChainState(torch.zeros(3, 2))
-    >>> state.position.shape, state.energy is None
-    (torch.Size([3, 2]), True)
+    >>> state.position.shape, state.energy is None, dict(state.extras)
+    (torch.Size([3, 2]), True, {})
     """
 
     position: Tensor
     energy: Tensor | None = None
     grad: Tensor | None = None
+    extras: Mapping[str, Tensor | ChainState] = {}
 
 
 class StepInfo(NamedTuple):
     """Per-step diagnostics, kept as tensors (reading them is the caller's sync).
+
+    A sampler with more diagnostics puts them in ``extras`` and names them in a
+    subclass, as for :class:`ChainState` (:class:`~ebmlib.samplers.NUTSInfo` does).
 
     Attributes
     ----------
@@ -62,6 +77,8 @@ class StepInfo(NamedTuple):
     acceptance_rate : Tensor or None, shape ``(B,)``
         Metropolis acceptance probability of the step (MALA, HMC); ``None`` for
         samplers without an accept/reject test.
+    extras : dict
+        Name -> Tensor: a sampler's own diagnostics; empty by default.
 
     Examples
     --------
@@ -77,6 +94,102 @@ class StepInfo(NamedTuple):
     energy: Tensor
     grad_norm: Tensor
     acceptance_rate: Tensor | None = None
+    extras: Mapping[str, Tensor] = {}
+
+
+class Extra(Generic[Value]):
+    """Names an entry of ``extras`` in a :class:`ChainState` or :class:`StepInfo` subclass, read as an attribute.
+
+    ``velocity = Extra[Tensor]()`` in the class body makes ``state.velocity``
+    read ``state.extras.get("velocity")``: ``None`` where the entry is missing.
+    The subclass's constructor takes the same names as keyword arguments and
+    files them with :func:`with_extras`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> class CountedState(ChainState):
+    ...     __slots__ = ()  # no instance dictionary: everything lives in the fields
+    ...     n_steps = Extra[Tensor]()
+    ...     def __new__(cls, position, energy=None, grad=None, extras=None, *, n_steps=None):
+    ...         return super().__new__(cls, position, energy, grad, with_extras(extras, n_steps=n_steps))
+    >>> state = CountedState(torch.zeros(3, 2), n_steps=torch.tensor(4))
+    >>> int(state.n_steps), dict(state._replace(position=torch.ones(3, 2)).extras)
+    (4, {'n_steps': tensor(4)})
+    >>> CountedState(torch.zeros(3, 2)).n_steps is None
+    True
+    """
+
+    name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, instance: None, owner: type | None = None) -> Extra[Value]: ...
+
+    @overload
+    def __get__(self, instance: ChainState | StepInfo, owner: type | None = None) -> Value | None: ...
+
+    def __get__(self, instance: ChainState | StepInfo | None, owner: type | None = None) -> Extra[Value] | Value | None:
+        if instance is None:
+            return self
+        return cast("Value | None", instance.extras.get(self.name))
+
+    def __repr__(self) -> str:
+        return f"extras[{self.name!r}]"
+
+
+def with_extras(extras: Mapping[str, Value] | None, **named: Value | None) -> dict[str, Value]:
+    """A new ``extras`` mapping: ``extras`` (or none) with the ``named`` entries that are not ``None``.
+
+    Examples
+    --------
+    >>> with_extras({"a": 1}, b=2, c=None)
+    {'a': 1, 'b': 2}
+    """
+    return {**(extras or {}), **{name: value for name, value in named.items() if value is not None}}
+
+
+class FastPaths(TypedDict, total=False):
+    """The keyword arguments every sampler's constructor takes besides its own: the fast paths and ``check_finite``.
+
+    Declared once here; a sampler's constructor takes them as
+    ``**fast_paths: Unpack[FastPaths]`` and hands them to
+    :class:`~ebmlib.samplers.Sampler`, which checks them, keeps them as
+    attributes of the same names and puts them, in this order, at the end of
+    :meth:`~ebmlib.samplers.Sampler.configuration` (the CUDA-graph cache key).
+    All are off by default; :class:`~ebmlib.samplers.Sampler` says what each
+    keeps and costs.
+
+    Attributes
+    ----------
+    precision : str
+        ``"full"`` (default) computes in the chains' dtype; ``"bf16"`` runs the model
+        under bfloat16 autocast. One of the sampler's ``precisions``.
+    compile_gradient : bool
+        ``torch.compile`` the energy-and-gradient evaluation.
+    cuda_graph : bool
+        Replay :meth:`~ebmlib.samplers.Sampler.sample` from a CUDA graph.
+    check_finite : bool
+        Raise ``FloatingPointError`` when a :meth:`~ebmlib.samplers.Sampler.sample`
+        call ends with non-finite chains.
+
+    Examples
+    --------
+    >>> from ebmlib.samplers import Langevin
+    >>> fast: FastPaths = {"precision": "bf16", "compile_gradient": True}
+    >>> Langevin(step_size=0.1, **fast).configuration()[-4:]
+    (('precision', 'bf16'), ('compile_gradient', True), ('cuda_graph', False), ('check_finite', False))
+    >>> import inspect  # the keyword-only parameters of Sampler.__init__ are these, in this order
+    >>> [p.name for p in inspect.signature(Sampler).parameters.values() if p.kind is p.KEYWORD_ONLY]
+    ['precision', 'compile_gradient', 'cuda_graph', 'check_finite']
+    """
+
+    precision: str
+    compile_gradient: bool
+    cuda_graph: bool
+    check_finite: bool
 
 
 def energy_and_grad(
@@ -121,6 +234,31 @@ def per_chain_norm(t: Tensor) -> Tensor:
     return t.flatten(1).norm(dim=1)
 
 
+def per_chain(values: Tensor, like: Tensor) -> Tensor:
+    """``values`` of shape ``(B,)`` viewed as ``(B, 1, ..., 1)``, to broadcast one value per chain against ``like``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> per_chain(torch.tensor([1.0, 2.0]), torch.ones(2, 3, 4)).shape
+    torch.Size([2, 1, 1])
+    """
+    return values.view(-1, *([1] * (like.dim() - 1)))
+
+
+def standard_normal(like: Tensor, generator: torch.Generator | None) -> Tensor:
+    """Fresh :math:`\\mathcal{N}(0, I)` noise with ``like``'s shape, dtype and device, drawn from ``generator``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> noise = standard_normal(torch.zeros(2, 3, dtype=torch.float64), torch.Generator().manual_seed(0))
+    >>> noise.shape, noise.dtype
+    (torch.Size([2, 3]), torch.float64)
+    """
+    return torch.randn(like.shape, generator=generator, device=like.device, dtype=like.dtype)
+
+
 class Sampler(nn.Module, ABC):
     """Abstract MCMC sampler for an energy model :math:`p(x) \\propto e^{-E(x)}`.
 
@@ -151,10 +289,12 @@ class Sampler(nn.Module, ABC):
       is replayed rather than recaptured. Needs a model without host
       synchronisation; raises ``RuntimeError`` where CUDA is missing.
 
-    Every sampler takes all three. A sampler whose result depends on energy
-    values, not only on gradients (an accept/reject test: MALA, HMC), lists
-    only ``"full"`` in :attr:`precisions` and refuses ``precision="bf16"``
-    with a ``ValueError``.
+    Every sampler takes all three, and ``check_finite``, as keyword arguments,
+    declared once in ``ebmlib.samplers.base.FastPaths``: a subclass's constructor
+    takes ``**fast_paths: Unpack[FastPaths]`` and passes them on here. A sampler
+    whose result depends on energy values, not only on gradients (an
+    accept/reject test: MALA, HMC), lists only ``"full"`` in :attr:`precisions`
+    and refuses ``precision="bf16"`` with a ``ValueError``.
 
     ``check_finite=True`` adds one check at the end of each :meth:`sample`
     call (never per step): if any chain's position (or, where the final state
@@ -247,7 +387,7 @@ class Sampler(nn.Module, ABC):
         Everything a run of this sampler depends on besides the model, the inputs, ``n_steps``
         and the generator: the key of its captured CUDA graphs, and its ``repr``.
         """
-        return tuple((name, getattr(self, name)) for name in (*self.settings, *FAST_PATHS, "check_finite"))
+        return tuple((name, getattr(self, name)) for name in (*self.settings, *FastPaths.__annotations__))
 
     def extra_repr(self) -> str:
         return ", ".join(f"{name}={value!r}" for name, value in self.configuration())
@@ -266,11 +406,7 @@ class Sampler(nn.Module, ABC):
 
     @abstractmethod
     def step(
-        self,
-        model: nn.Module,
-        state: ChainState,
-        y: Tensor | None = None,
-        generator: torch.Generator | None = None,
+        self, model: nn.Module, state: ChainState, y: Tensor | None = None, generator: torch.Generator | None = None
     ) -> tuple[ChainState, StepInfo]:
         """Advance every chain by one step.
 
@@ -291,11 +427,7 @@ class Sampler(nn.Module, ABC):
         """
 
     def advance(
-        self,
-        model: nn.Module,
-        state: ChainState,
-        y: Tensor | None = None,
-        generator: torch.Generator | None = None,
+        self, model: nn.Module, state: ChainState, y: Tensor | None = None, generator: torch.Generator | None = None
     ) -> ChainState:
         """:meth:`step` without its diagnostics: the same move, drawing the same noise.
 
@@ -416,10 +548,9 @@ def count_nonfinite_chains(state: ChainState) -> Tensor:
     """How many chains hold a NaN or Inf: an int64 count, shape ``()``, on the chains' device.
 
     Every floating tensor the state carries is looked at: position, energy,
-    gradient, and what a subclass of :class:`ChainState` adds (velocities,
-    replicas, ...), nested states included. A tensor with one row per chain
-    flags its own chains; any other (per-replica, per-level) flags every chain
-    when it holds a non-finite value.
+    gradient and its ``extras`` (velocities, replicas, ...), nested states
+    included. A tensor with one row per chain flags its own chains; any other
+    (per-replica, per-level) flags every chain when it holds a non-finite value.
 
     Examples
     --------
@@ -440,10 +571,9 @@ def count_nonfinite_chains(state: ChainState) -> Tensor:
 
 
 def carried_tensors(state: ChainState) -> list[Tensor]:
-    """The tensors of a state's fields and of the attributes a subclass adds, nested states unpacked."""
-    values = [*state, *getattr(state, "__dict__", {}).values()]
+    """The tensors a state holds: position, energy, gradient and ``extras``, nested states unpacked."""
     found: list[Tensor] = []
-    for value in values:
+    for value in (state.position, state.energy, state.grad, *state.extras.values()):
         if isinstance(value, ChainState):
             found += carried_tensors(value)
         elif isinstance(value, Tensor):

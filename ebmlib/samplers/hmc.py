@@ -4,10 +4,23 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from typing_extensions import Unpack
 
 from .._checks import check_count, check_positive
-from .base import ChainState, Sampler, StepInfo, per_chain_norm
+from .base import ChainState, FastPaths, Sampler, StepInfo, per_chain_norm, standard_normal
 from .metropolis import metropolis_accept
+
+
+def kinetic_energy(momentum: Tensor) -> Tensor:
+    """:math:`\\tfrac12 \\lVert p\\rVert^2` per chain (unit mass), shape ``(B,)``, for momenta ``(B, *event_shape)``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> kinetic_energy(torch.tensor([[1.0, 2.0], [0.0, 2.0]]))
+    tensor([2.5000, 2.0000])
+    """
+    return 0.5 * momentum.flatten(1).pow(2).sum(1)
 
 
 class HMC(Sampler):
@@ -36,11 +49,10 @@ class HMC(Sampler):
         Leapfrog steps per HMC step, ``>= 1``.
     n_steps : int
         Default number of HMC steps for :meth:`sample`.
-    compile_gradient, cuda_graph, check_finite : bool
-        The fast paths and the finiteness check of :class:`~ebmlib.samplers.Sampler`.
-    precision : {"full"}
-        Only ``"full"``: the accept/reject test compares energies, which
-        bfloat16 would round to about 3 significant digits.
+    precision, compile_gradient, cuda_graph, check_finite
+        Keyword-only: the fast paths and the finiteness check of
+        :class:`~ebmlib.samplers.Sampler`. ``precision`` only ``"full"``: the
+        accept/reject test compares energies, which bfloat16 rounds to 3 digits.
 
     Examples
     --------
@@ -60,36 +72,25 @@ class HMC(Sampler):
         step_size: float,
         n_leapfrog: int = 5,
         n_steps: int = 20,
-        *,
-        precision: str = "full",
-        compile_gradient: bool = False,
-        cuda_graph: bool = False,
-        check_finite: bool = False,
+        **fast_paths: Unpack[FastPaths],
     ) -> None:
-        super().__init__(n_steps, precision=precision, compile_gradient=compile_gradient, cuda_graph=cuda_graph,
-                         check_finite=check_finite)
+        super().__init__(n_steps, **fast_paths)
         self.step_size = check_positive(step_size, "step_size")
         self.n_leapfrog = check_count(n_leapfrog, "n_leapfrog")
 
     def step(
-        self,
-        model: nn.Module,
-        state: ChainState,
-        y: Tensor | None = None,
-        generator: torch.Generator | None = None,
+        self, model: nn.Module, state: ChainState, y: Tensor | None = None, generator: torch.Generator | None = None
     ) -> tuple[ChainState, StepInfo]:
         x0 = state.position
         energy0, grad0 = self.energy_and_grad_at(model, state, y)
         eps = self.step_size
-        p0 = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        p0 = standard_normal(x0, generator)
         x, p, energy, grad = x0, p0 - 0.5 * eps * grad0, energy0, grad0
         for i in range(self.n_leapfrog):
             x = x + eps * p
             energy, grad = self.energy_and_grad(model, x, y)
             p = p - (eps if i < self.n_leapfrog - 1 else 0.5 * eps) * grad
-        kinetic0 = 0.5 * p0.flatten(1).pow(2).sum(1)
-        kinetic = 0.5 * p.flatten(1).pow(2).sum(1)
-        log_ratio = energy0 + kinetic0 - energy - kinetic
+        log_ratio = energy0 + kinetic_energy(p0) - energy - kinetic_energy(p)
         new_state, acceptance = metropolis_accept(
             ChainState(x0, energy0, grad0), ChainState(x, energy, grad), log_ratio, generator
         )

@@ -7,9 +7,10 @@ import numbers
 
 import torch
 from torch import Tensor, nn
+from typing_extensions import Unpack
 
 from .._checks import check_positive
-from .base import ChainState, Sampler, StepInfo, per_chain_norm
+from .base import ChainState, FastPaths, Sampler, StepInfo, per_chain_norm, standard_normal
 
 
 def check_clamp(clamp: tuple[float, float] | None) -> tuple[float, float] | None:
@@ -67,18 +68,13 @@ class Langevin(Sampler):
         Clip each gradient element to :math:`[-c, c]`, :math:`c > 0`.
     clamp : (float, float), optional
         Box :math:`[a, b]` the samples are clamped to after every step.
-    precision : {"full", "bf16"}
-        ``"bf16"``: evaluate the energy gradient under bfloat16 autocast (the fast
-        path on CPUs with bf16 instructions and on GPUs); the update stays in the
-        chains' dtype. On CPU, a convolutional model is fastest in bf16 with its
+    precision, compile_gradient, cuda_graph, check_finite
+        Keyword-only: the fast paths and the finiteness check of
+        :class:`~ebmlib.samplers.Sampler`, which says what each keeps and costs.
+        ``precision="bf16"`` evaluates the energy gradient under bfloat16 autocast
+        (the fast path on CPUs with bf16 instructions and on GPUs); the update stays
+        in the chains' dtype. On CPU, a convolutional model is fastest in bf16 with its
         weights in channels-last layout (``model.to(memory_format=torch.channels_last)``).
-    compile_gradient : bool
-        ``torch.compile`` the energy-gradient evaluation (first call pays the compile).
-    cuda_graph : bool
-        On CUDA, replay the whole fixed-shape :meth:`sample` run from a CUDA graph.
-        See :class:`~ebmlib.samplers.Sampler` for what each fast path keeps and costs.
-    check_finite : bool
-        Raise ``FloatingPointError`` when a :meth:`sample` call ends with NaN or Inf chains.
 
     Examples
     --------
@@ -103,14 +99,9 @@ class Langevin(Sampler):
         n_steps: int = 20,
         grad_clip: float | None = None,
         clamp: tuple[float, float] | None = None,
-        *,
-        precision: str = "full",
-        compile_gradient: bool = False,
-        cuda_graph: bool = False,
-        check_finite: bool = False,
+        **fast_paths: Unpack[FastPaths],
     ) -> None:
-        super().__init__(n_steps, precision=precision, compile_gradient=compile_gradient, cuda_graph=cuda_graph,
-                         check_finite=check_finite)
+        super().__init__(n_steps, **fast_paths)
         self.step_size = check_positive(step_size, "step_size")
         noise_std = math.sqrt(2.0 * self.step_size) if noise_std is None else noise_std
         self.noise_std = check_positive(noise_std, "noise_std", allow_zero=True)
@@ -118,21 +109,13 @@ class Langevin(Sampler):
         self.clamp = check_clamp(clamp)
 
     def step(
-        self,
-        model: nn.Module,
-        state: ChainState,
-        y: Tensor | None = None,
-        generator: torch.Generator | None = None,
+        self, model: nn.Module, state: ChainState, y: Tensor | None = None, generator: torch.Generator | None = None
     ) -> tuple[ChainState, StepInfo]:
         energy, grad = self.energy_and_grad_at(model, state, y)
         return ChainState(self.move(state.position, grad, generator)), StepInfo(energy, per_chain_norm(grad))
 
     def advance(
-        self,
-        model: nn.Module,
-        state: ChainState,
-        y: Tensor | None = None,
-        generator: torch.Generator | None = None,
+        self, model: nn.Module, state: ChainState, y: Tensor | None = None, generator: torch.Generator | None = None
     ) -> ChainState:
         _, grad = self.energy_and_grad_at(model, state, y)
         return ChainState(self.move(state.position, grad, generator))
@@ -143,8 +126,7 @@ class Langevin(Sampler):
             grad = grad.clamp(-self.grad_clip, self.grad_clip)
         x = torch.add(x, grad, alpha=-self.step_size)  # a new tensor: the in-place ops below are safe
         if self.noise_std > 0:
-            noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-            x.add_(noise, alpha=self.noise_std)
+            x.add_(standard_normal(x, generator), alpha=self.noise_std)
         if self.clamp is not None:
             x.clamp_(self.clamp[0], self.clamp[1])
         return x

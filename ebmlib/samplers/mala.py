@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from typing_extensions import Unpack
 
 from .._checks import check_positive
-from .base import ChainState, Sampler, StepInfo, per_chain_norm
+from .base import ChainState, FastPaths, Sampler, StepInfo, per_chain_norm, standard_normal
 from .metropolis import metropolis_accept
 
 
@@ -35,11 +36,10 @@ class MALA(Sampler):
         :math:`\eta > 0`, finite.
     n_steps : int
         Default number of steps for :meth:`sample`.
-    compile_gradient, cuda_graph, check_finite : bool
-        The fast paths and the finiteness check of :class:`~ebmlib.samplers.Sampler`.
-    precision : {"full"}
-        Only ``"full"``: the accept/reject test compares energies, which
-        bfloat16 would round to about 3 significant digits.
+    precision, compile_gradient, cuda_graph, check_finite
+        Keyword-only: the fast paths and the finiteness check of
+        :class:`~ebmlib.samplers.Sampler`. ``precision`` only ``"full"``: the
+        accept/reject test compares energies, which bfloat16 rounds to 3 digits.
 
     Examples
     --------
@@ -60,28 +60,18 @@ class MALA(Sampler):
         self,
         step_size: float,
         n_steps: int = 20,
-        *,
-        precision: str = "full",
-        compile_gradient: bool = False,
-        cuda_graph: bool = False,
-        check_finite: bool = False,
+        **fast_paths: Unpack[FastPaths],
     ) -> None:
-        super().__init__(n_steps, precision=precision, compile_gradient=compile_gradient, cuda_graph=cuda_graph,
-                         check_finite=check_finite)
+        super().__init__(n_steps, **fast_paths)
         self.step_size = check_positive(step_size, "step_size")
 
     def step(
-        self,
-        model: nn.Module,
-        state: ChainState,
-        y: Tensor | None = None,
-        generator: torch.Generator | None = None,
+        self, model: nn.Module, state: ChainState, y: Tensor | None = None, generator: torch.Generator | None = None
     ) -> tuple[ChainState, StepInfo]:
         x = state.position
         energy, grad = self.energy_and_grad_at(model, state, y)
         eta = self.step_size
-        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        proposal = x - eta * grad + (2.0 * eta) ** 0.5 * noise
+        proposal = x - eta * grad + (2.0 * eta) ** 0.5 * standard_normal(x, generator)
         proposal_energy, proposal_grad = self.energy_and_grad(model, proposal, y)
         log_q_forward = -(proposal - x + eta * grad).flatten(1).pow(2).sum(1) / (4 * eta)
         log_q_backward = -(x - proposal + eta * proposal_grad).flatten(1).pow(2).sum(1) / (4 * eta)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .base import ChainState
+from .base import ChainState, per_chain
 
 
 def select(accept: Tensor, new: Tensor, old: Tensor) -> Tensor:
@@ -26,7 +26,7 @@ def select(accept: Tensor, new: Tensor, old: Tensor) -> Tensor:
     >>> select(torch.tensor([True, False]), torch.ones(2, 3), torch.zeros(2, 3)).sum(1)
     tensor([3., 0.])
     """
-    return torch.where(accept.view(-1, *([1] * (new.dim() - 1))), new, old)
+    return torch.where(per_chain(accept, new), new, old)
 
 
 def metropolis_test(log_ratio: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:

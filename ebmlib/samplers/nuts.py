@@ -2,18 +2,33 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from collections.abc import Mapping
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
+from typing_extensions import Unpack
 
 from .._checks import check_count, check_positive
-from .base import ChainState, Sampler, StepInfo, per_chain_norm
-from .metropolis import select
+from .base import (
+    ChainState,
+    Extra,
+    FastPaths,
+    Sampler,
+    StepInfo,
+    per_chain,
+    per_chain_norm,
+    standard_normal,
+    with_extras,
+)
+from .hmc import kinetic_energy
+from .metropolis import metropolis_test, select
 
 
 class NUTSInfo(StepInfo):
     """:class:`~ebmlib.samplers.StepInfo` of a NUTS step, with the trajectory each chain built.
+
+    The last four are its ``extras``, keyword arguments of the constructor.
 
     Attributes
     ----------
@@ -41,27 +56,20 @@ class NUTSInfo(StepInfo):
     ([3, 7], True)
     """
 
-    n_leapfrog: Tensor | None
-    tree_depth: Tensor | None
-    diverging: Tensor | None
-    n_batch_leapfrog: Tensor | None
+    __slots__ = ()
+    n_leapfrog = Extra[Tensor]()
+    tree_depth = Extra[Tensor]()
+    diverging = Extra[Tensor]()
+    n_batch_leapfrog = Extra[Tensor]()
 
     def __new__(
         cls, energy: Tensor, grad_norm: Tensor, acceptance_rate: Tensor | None = None,
-        n_leapfrog: Tensor | None = None, tree_depth: Tensor | None = None, diverging: Tensor | None = None,
-        n_batch_leapfrog: Tensor | None = None,
+        extras: Mapping[str, Tensor] | None = None, *, n_leapfrog: Tensor | None = None,
+        tree_depth: Tensor | None = None, diverging: Tensor | None = None, n_batch_leapfrog: Tensor | None = None,
     ) -> NUTSInfo:
-        info = super().__new__(cls, energy, grad_norm, acceptance_rate)
-        info.n_leapfrog = n_leapfrog
-        info.tree_depth = tree_depth
-        info.diverging = diverging
-        info.n_batch_leapfrog = n_batch_leapfrog
-        return info
-
-    def _replace(self, **changes: Any) -> NUTSInfo:
-        extras = {"n_leapfrog": self.n_leapfrog, "tree_depth": self.tree_depth, "diverging": self.diverging,
-                  "n_batch_leapfrog": self.n_batch_leapfrog}
-        return NUTSInfo(**{**self._asdict(), **extras, **changes})
+        return super().__new__(cls, energy, grad_norm, acceptance_rate, with_extras(
+            extras, n_leapfrog=n_leapfrog, tree_depth=tree_depth, diverging=diverging,
+            n_batch_leapfrog=n_batch_leapfrog))
 
 
 def checkpoint_range(leaf: int) -> tuple[int, int]:
@@ -111,11 +119,6 @@ class Subtree(NamedTuple):
     diverged: Tensor
     acceptance_sum: Tensor  # sum of min(1, exp(H0 - H)) over its points
     n_leapfrog: Tensor
-
-
-def view_per_chain(t: Tensor, like: Tensor) -> Tensor:
-    """``t`` of shape ``(B,)`` viewed to broadcast against ``like`` of shape ``(B, ...)``."""
-    return t.view(-1, *([1] * (like.dim() - 1)))
 
 
 class NUTS(Sampler):
@@ -173,12 +176,11 @@ class NUTS(Sampler):
         Stop building when every chain is done (one host read per doubling).
     n_steps : int
         Default number of steps for :meth:`sample`.
-    compile_gradient, cuda_graph, check_finite : bool
-        The fast paths and the finiteness check of :class:`~ebmlib.samplers.Sampler`
-        (``cuda_graph`` needs ``early_exit=False``).
-    precision : {"full"}
-        Only ``"full"``: the trajectory's weights compare energies, which
-        bfloat16 would round to about 3 significant digits.
+    precision, compile_gradient, cuda_graph, check_finite
+        Keyword-only: the fast paths and the finiteness check of
+        :class:`~ebmlib.samplers.Sampler` (``cuda_graph`` needs ``early_exit=False``).
+        ``precision`` only ``"full"``: the trajectory's weights compare energies,
+        which bfloat16 rounds to 3 digits.
 
     Examples
     --------
@@ -207,35 +209,26 @@ class NUTS(Sampler):
         max_energy_error: float = 1000.0,
         early_exit: bool = True,
         n_steps: int = 20,
-        *,
-        precision: str = "full",
-        compile_gradient: bool = False,
-        cuda_graph: bool = False,
-        check_finite: bool = False,
+        **fast_paths: Unpack[FastPaths],
     ) -> None:
         if not isinstance(early_exit, bool):
             raise TypeError(f"early_exit must be True or False, got {early_exit!r} ({type(early_exit).__name__})")
-        if cuda_graph and early_exit:
+        if fast_paths.get("cuda_graph") and early_exit:
             raise ValueError("cuda_graph=True needs early_exit=False: a CUDA graph cannot read whether chains are done")
-        super().__init__(n_steps, precision=precision, compile_gradient=compile_gradient, cuda_graph=cuda_graph,
-                         check_finite=check_finite)
+        super().__init__(n_steps, **fast_paths)
         self.step_size = check_positive(step_size, "step_size")
         self.max_tree_depth = check_count(max_tree_depth, "max_tree_depth")
         self.max_energy_error = check_positive(max_energy_error, "max_energy_error")
         self.early_exit = early_exit
 
     def step(
-        self,
-        model: nn.Module,
-        state: ChainState,
-        y: Tensor | None = None,
-        generator: torch.Generator | None = None,
+        self, model: nn.Module, state: ChainState, y: Tensor | None = None, generator: torch.Generator | None = None
     ) -> tuple[ChainState, StepInfo]:
         x0 = state.position
         b, device, dtype = x0.shape[0], x0.device, x0.dtype
         energy0, grad0 = self.energy_and_grad_at(model, state, y)
-        p0 = torch.randn(x0.shape, generator=generator, device=device, dtype=dtype)
-        hamiltonian0 = energy0 + 0.5 * p0.flatten(1).pow(2).sum(1)
+        p0 = standard_normal(x0, generator)
+        hamiltonian0 = energy0 + kinetic_energy(p0)
 
         left: Point = (x0, p0, grad0)  # the trajectory's ends in time: position, momentum, gradient
         right: Point = left
@@ -263,19 +256,18 @@ class NUTS(Sampler):
 
             # a valid subtree joins the trajectory; its proposal replaces the old with probability min(1, W_new / W_old)
             valid = ~done & ~subtree.invalid
-            take_probability = (subtree.log_weight - log_weight).clamp(max=0.0).exp().nan_to_num(0.0)
-            take = valid & (torch.rand(b, generator=generator, device=device, dtype=dtype) < take_probability)
+            take = valid & metropolis_test(subtree.log_weight - log_weight, generator)[0]
             proposal = select_point(take, subtree.proposal, proposal)
             log_weight = torch.where(valid, torch.logaddexp(log_weight, subtree.log_weight), log_weight)
             right = select_point(valid & forward, subtree.end, right)
             left = select_point(valid & ~forward, subtree.end, left)
-            rho = torch.where(valid.view(-1, 1), rho + subtree.rho, rho)
+            rho = torch.where(per_chain(valid, rho), rho + subtree.rho, rho)
             done = done | ~valid | is_turning(left[1].flatten(1), right[1].flatten(1), rho)
 
         x, energy, grad = proposal
         acceptance = acceptance_sum / n_leapfrog.clamp(min=1)
-        info = NUTSInfo(energy0, per_chain_norm(grad0), acceptance, n_leapfrog, tree_depth, diverging,
-                        torch.tensor(n_batch_leapfrog, device=device))
+        info = NUTSInfo(energy0, per_chain_norm(grad0), acceptance, n_leapfrog=n_leapfrog, tree_depth=tree_depth,
+                        diverging=diverging, n_batch_leapfrog=torch.tensor(n_batch_leapfrog, device=device))
         return ChainState(x, energy, grad), info
 
     def _build_subtree(
@@ -300,7 +292,7 @@ class NUTS(Sampler):
         """
         x, p, grad = start
         b, device, dtype = x.shape[0], x.device, x.dtype
-        step = view_per_chain(torch.where(forward, self.step_size, -self.step_size).to(dtype), x)
+        step = per_chain(torch.where(forward, self.step_size, -self.step_size).to(dtype), x)
         half_step = 0.5 * step
         proposal: Point = (x, hamiltonian0, grad)  # placeholders: the first leaf replaces them
         log_weight = torch.full((b,), float("-inf"), device=device, dtype=dtype)
@@ -322,10 +314,9 @@ class NUTS(Sampler):
             p = p - half_step * grad
             momentum = p.flatten(1)
 
-            error = (energy + 0.5 * momentum.pow(2).sum(1) - hamiltonian0).nan_to_num(float("inf"))
+            error = (energy + kinetic_energy(p) - hamiltonian0).nan_to_num(float("inf"))
             new_log_weight = torch.logaddexp(log_weight, -error)
-            take_probability = (-error - new_log_weight).exp().nan_to_num(0.0)
-            take = torch.rand(b, generator=generator, device=device, dtype=dtype) < take_probability
+            take, _ = metropolis_test(-error - new_log_weight, generator)  # the new point's share of the weight
             proposal = select_point(take, (x, energy, grad), proposal)
             log_weight = new_log_weight
             rho = rho + momentum

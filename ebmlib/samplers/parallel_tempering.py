@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+from typing_extensions import Unpack
 
 from ..models.base import check_energy
-from .base import ChainState, Sampler, StepInfo, per_chain_norm
+from .base import ChainState, Extra, FastPaths, Sampler, StepInfo, per_chain, per_chain_norm, with_extras
 from .metropolis import metropolis_test
 
 
@@ -80,22 +81,25 @@ class TemperedEnergy(nn.Module):
 class TemperedState(ChainState):
     """Where parallel-tempering chains stand: the cold chains, every replica, and swap statistics.
 
+    The replicas carry their own cached energies and gradients; the cold chains'
+    are not kept apart. A state that :meth:`ParallelTempering.step` returns holds
+    all four entries below in ``extras`` (keyword arguments of the constructor);
+    a fresh one holds none (every attribute ``None``).
+
     Attributes
     ----------
     position : Tensor, shape ``(B, *event_shape)``
         The chains at the first (coldest) temperature: the samples.
-    energy, grad : None
-        Not kept (the replicas carry their own).
     replicas : ChainState or None
         The base sampler's state of all :math:`K \\times B` replicas, replica
         slot :math:`r` of chain :math:`b` at row :math:`rB + b`; its cached
         energies and gradients, if any, are the tempered ones :math:`\\beta E`.
-    ranks : Tensor of int64, shape ``(K, B)``
+    ranks : Tensor of int64, shape ``(K, B)``, or None
         Which temperature (0 = coldest) each replica slot holds now.
-    swap_acceptance_sum : Tensor, shape ``(K - 1,)``
+    swap_acceptance_sum : Tensor, shape ``(K - 1,)``, or None
         Swap acceptance probability between temperatures :math:`k` and
         :math:`k + 1`, summed over chains and swap rounds.
-    n_swap_rounds : Tensor of int64, shape ``()``
+    n_swap_rounds : Tensor of int64, shape ``()``, or None
         Swap rounds so far (one per step).
 
     Examples
@@ -106,27 +110,20 @@ class TemperedState(ChainState):
     (True, True)
     """
 
-    replicas: ChainState | None
-    ranks: Tensor | None
-    swap_acceptance_sum: Tensor | None
-    n_swap_rounds: Tensor | None
+    __slots__ = ()
+    replicas = Extra[ChainState]()
+    ranks = Extra[Tensor]()
+    swap_acceptance_sum = Extra[Tensor]()
+    n_swap_rounds = Extra[Tensor]()
 
     def __new__(
         cls, position: Tensor, energy: Tensor | None = None, grad: Tensor | None = None,
-        replicas: ChainState | None = None, ranks: Tensor | None = None,
-        swap_acceptance_sum: Tensor | None = None, n_swap_rounds: Tensor | None = None,
+        extras: Mapping[str, Tensor | ChainState] | None = None, *, replicas: ChainState | None = None,
+        ranks: Tensor | None = None, swap_acceptance_sum: Tensor | None = None, n_swap_rounds: Tensor | None = None,
     ) -> TemperedState:
-        state = super().__new__(cls, position, energy, grad)
-        state.replicas = replicas
-        state.ranks = ranks
-        state.swap_acceptance_sum = swap_acceptance_sum
-        state.n_swap_rounds = n_swap_rounds
-        return state
-
-    def _replace(self, **changes: Any) -> TemperedState:
-        extras = {"replicas": self.replicas, "ranks": self.ranks, "swap_acceptance_sum": self.swap_acceptance_sum,
-                  "n_swap_rounds": self.n_swap_rounds}
-        return TemperedState(**{**self._asdict(), **extras, **changes})
+        return super().__new__(cls, position, energy, grad, with_extras(
+            extras, replicas=replicas, ranks=ranks, swap_acceptance_sum=swap_acceptance_sum,
+            n_swap_rounds=n_swap_rounds))
 
     @property
     def swap_acceptance_rate(self) -> Tensor:
@@ -188,8 +185,8 @@ class ParallelTempering(Sampler):
     n_steps : int
         Default number of steps for :meth:`sample`.
     cuda_graph, check_finite : bool
-        The CUDA-graph fast path (valid when the base sampler reads no values on
-        the host) and the finiteness check of :class:`~ebmlib.samplers.Sampler`.
+        Keyword-only: the CUDA-graph fast path (valid when the base sampler reads
+        no values on the host) and the finiteness check of :class:`~ebmlib.samplers.Sampler`.
     precision : {"full"}
         Only ``"full"``: the swap test compares energies. Set ``precision`` on
         the base sampler instead (it computes every energy and gradient).
@@ -227,17 +224,12 @@ class ParallelTempering(Sampler):
         base: Sampler,
         temperatures: Sequence[float],
         n_steps: int = 20,
-        *,
-        precision: str = "full",
-        compile_gradient: bool = False,
-        cuda_graph: bool = False,
-        check_finite: bool = False,
+        **fast_paths: Unpack[FastPaths],
     ) -> None:
-        super().__init__(n_steps, precision=precision, compile_gradient=compile_gradient, cuda_graph=cuda_graph,
-                         check_finite=check_finite)
+        super().__init__(n_steps, **fast_paths)
         if not isinstance(base, Sampler):
             raise TypeError(f"base must be an ebmlib Sampler, got {type(base).__name__}")
-        if compile_gradient or base.compile_gradient:
+        if self.compile_gradient or base.compile_gradient:
             raise ValueError("ParallelTempering runs its base sampler on a tempered wrapper of the model, which "
                              "compile_gradient would recompile every step; leave compile_gradient off on both")
         temperatures = [float(t) for t in temperatures]
@@ -251,22 +243,17 @@ class ParallelTempering(Sampler):
         self.inverse_temperatures: Tensor
 
     def step(
-        self,
-        model: nn.Module,
-        state: ChainState,
-        y: Tensor | None = None,
-        generator: torch.Generator | None = None,
+        self, model: nn.Module, state: ChainState, y: Tensor | None = None, generator: torch.Generator | None = None
     ) -> tuple[ChainState, StepInfo]:
         x = state.position
         k, b = len(self.temperatures), x.shape[0]
-        event_dims = [1] * (x.dim() - 1)
         betas = self.inverse_temperatures.to(x.dtype)
         if isinstance(state, TemperedState) and state.replicas is not None and state.ranks is not None \
                 and state.swap_acceptance_sum is not None and state.n_swap_rounds is not None:
             replicas, ranks = state.replicas, state.ranks
             swap_sum, rounds = state.swap_acceptance_sum, state.n_swap_rounds
         else:  # every replica starts at the chain's position, replica slot r at temperature r
-            replicas = ChainState(x.repeat(k, *event_dims))
+            replicas = ChainState(x.repeat(k, *([1] * (x.dim() - 1))))
             ranks = torch.arange(k, device=x.device).view(k, 1).expand(k, b)
             swap_sum, rounds = x.new_zeros(k - 1), torch.zeros((), dtype=torch.long, device=x.device)
         y_replicas = None if y is None else y.repeat(k)
@@ -274,7 +261,7 @@ class ParallelTempering(Sampler):
         # untempered energies and gradients of every replica: from the base's cache, or computed once
         beta = betas[ranks].reshape(k * b)
         if replicas.energy is not None and replicas.grad is not None:
-            energy, grad = replicas.energy / beta, replicas.grad / beta.view(-1, *event_dims)
+            energy, grad = replicas.energy / beta, replicas.grad / per_chain(beta, x)
         else:
             energy, grad = self.base.energy_and_grad(model, replicas.position, y_replicas)
         replica_of_rank = inverse_permutation(ranks)
@@ -284,7 +271,7 @@ class ParallelTempering(Sampler):
         replica_of_rank, acceptance = self.swap(energy.view(k, b), replica_of_rank, betas, generator)
         ranks = inverse_permutation(replica_of_rank)
         beta = betas[ranks].reshape(k * b)
-        tempered = replicas._replace(energy=beta * energy, grad=beta.view(-1, *event_dims) * grad)
+        tempered = replicas._replace(energy=beta * energy, grad=per_chain(beta, x) * grad)
         replicas, _ = self.base.step(TemperedEnergy(model, beta), tempered, y_replicas, generator)
 
         cold = replica_of_rank[0] * b + torch.arange(b, device=x.device)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Mapping
 
 import torch
 from torch import Tensor, nn
+from typing_extensions import Unpack
 
 from .._checks import check_positive
-from .base import ChainState, Sampler, StepInfo, per_chain_norm
+from .base import ChainState, Extra, FastPaths, Sampler, StepInfo, per_chain_norm, standard_normal, with_extras
 
 
 class KineticState(ChainState):
@@ -20,8 +21,9 @@ class KineticState(ChainState):
     position, energy, grad
         As in :class:`~ebmlib.samplers.ChainState`.
     velocity : Tensor or None, same shape as ``position``
-        The chains' velocities (unit mass: velocity = momentum); ``None`` draws
-        fresh ones from :math:`\\mathcal{N}(0, I)` at the next step.
+        ``extras["velocity"]``, a keyword argument of the constructor: the chains'
+        velocities (unit mass: velocity = momentum); ``None`` draws fresh ones
+        from :math:`\\mathcal{N}(0, I)` at the next step.
 
     Examples
     --------
@@ -31,18 +33,14 @@ class KineticState(ChainState):
     (torch.Size([3, 2]), torch.Size([3, 2]), True)
     """
 
-    velocity: Tensor | None
+    __slots__ = ()
+    velocity = Extra[Tensor]()
 
     def __new__(
         cls, position: Tensor, energy: Tensor | None = None, grad: Tensor | None = None,
-        velocity: Tensor | None = None,
+        extras: Mapping[str, Tensor | ChainState] | None = None, *, velocity: Tensor | None = None,
     ) -> KineticState:
-        state = super().__new__(cls, position, energy, grad)
-        state.velocity = velocity
-        return state
-
-    def _replace(self, **changes: Any) -> KineticState:
-        return KineticState(**{**self._asdict(), "velocity": self.velocity, **changes})
+        return super().__new__(cls, position, energy, grad, with_extras(extras, velocity=velocity))
 
 
 class UnderdampedLangevin(Sampler):
@@ -82,8 +80,8 @@ class UnderdampedLangevin(Sampler):
     n_steps : int
         Default number of steps for :meth:`sample`.
     precision, compile_gradient, cuda_graph, check_finite
-        The fast paths and the finiteness check of :class:`~ebmlib.samplers.Sampler`
-        (``"bf16"`` is valid: the update uses gradients only).
+        Keyword-only: the fast paths and the finiteness check of
+        :class:`~ebmlib.samplers.Sampler` (``"bf16"`` is valid: the update uses gradients only).
 
     Examples
     --------
@@ -108,36 +106,26 @@ class UnderdampedLangevin(Sampler):
         step_size: float,
         friction: float = 1.0,
         n_steps: int = 20,
-        *,
-        precision: str = "full",
-        compile_gradient: bool = False,
-        cuda_graph: bool = False,
-        check_finite: bool = False,
+        **fast_paths: Unpack[FastPaths],
     ) -> None:
-        super().__init__(n_steps, precision=precision, compile_gradient=compile_gradient, cuda_graph=cuda_graph,
-                         check_finite=check_finite)
+        super().__init__(n_steps, **fast_paths)
         self.step_size = check_positive(step_size, "step_size")
         self.friction = check_positive(friction, "friction")
 
     def step(
-        self,
-        model: nn.Module,
-        state: ChainState,
-        y: Tensor | None = None,
-        generator: torch.Generator | None = None,
+        self, model: nn.Module, state: ChainState, y: Tensor | None = None, generator: torch.Generator | None = None
     ) -> tuple[ChainState, StepInfo]:
         x = state.position
         energy, grad = self.energy_and_grad_at(model, state, y)
         velocity = state.velocity if isinstance(state, KineticState) else None
         if velocity is None:
-            velocity = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            velocity = standard_normal(x, generator)
         half = 0.5 * self.step_size
         damping = math.exp(-self.friction * self.step_size)
         v = velocity - half * grad
         x_new = x + half * v
-        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        v = damping * v + math.sqrt(1.0 - damping**2) * noise
+        v = damping * v + math.sqrt(1.0 - damping**2) * standard_normal(x, generator)
         x_new = x_new + half * v
         new_energy, new_grad = self.energy_and_grad(model, x_new, y)
         v = v - half * new_grad
-        return KineticState(x_new, new_energy, new_grad, v), StepInfo(energy, per_chain_norm(grad))
+        return KineticState(x_new, new_energy, new_grad, velocity=v), StepInfo(energy, per_chain_norm(grad))
