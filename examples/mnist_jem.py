@@ -33,7 +33,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 # Idle OpenMP threads that spin make every op several times slower whenever another process shares the
 # CPU cores; sleeping instead costs little. Only takes effect before torch is imported.
@@ -58,7 +58,7 @@ from ebmlib.recipes import JEM, Recipe, jem_loss
 from ebmlib.recipes.jem import UNCONDITIONAL_CHAINS
 from ebmlib.samplers import Langevin
 from ebmlib.training import CosineDecay, CSVLogger, TermWarmUp, Trainer, resolve_device, resolve_precision
-from ebmlib.training.distributed import init_distributed, main_process_first, sharded_loader, shutdown
+from ebmlib.training.distributed import distributed, main_process_first, sharded_loader
 
 QUICK = {  # tiny subset and few, cheap steps: every output in well under a minute on 2 CPU cores
     "train_size": 500, "test_size": 200, "steps": 12, "batch_size": 32, "n_negatives": 16, "width": 8,
@@ -183,7 +183,16 @@ class SplitError(ValueError):
     """The data cannot be split as the arguments ask."""
 
 
-def load_splits(args: argparse.Namespace) -> tuple[torch.Tensor, ...]:
+class Splits(NamedTuple):
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    calibration_x: torch.Tensor  # the last training images: not trained on, they fit the softmax temperature
+    calibration_y: torch.Tensor
+
+
+def load_splits(args: argparse.Namespace) -> Splits:
     root = args.data_dir or default_root(args.dataset)
     with main_process_first() as process:  # one process downloads, the others read its files
         if process.rank == 0:
@@ -191,71 +200,47 @@ def load_splits(args: argparse.Namespace) -> tuple[torch.Tensor, ...]:
         train_x, train_y = load_dataset(args.dataset, root, train=True, download=False)
         test_x, test_y = load_dataset(args.dataset, root, train=False, download=False)
     train_x, train_y = train_x[: args.train_size], train_y[: args.train_size]
-    held_out = args.calibration_size
-    if held_out >= len(train_x):
-        raise SplitError(f"--calibration-size {held_out} leaves none of the {len(train_x)} training images to "
-                         "train on: hold out fewer")
-    split = len(train_x) - held_out  # the last images: not trained on, they fit the softmax temperature
-    return (train_x[:split], train_y[:split], test_x[: args.test_size], test_y[: args.test_size],
-            train_x[split:], train_y[split:])
+    if args.calibration_size >= len(train_x):
+        raise SplitError(f"--calibration-size {args.calibration_size} leaves none of the {len(train_x)} training "
+                         "images to train on: hold out fewer")
+    split = len(train_x) - args.calibration_size
+    return Splits(train_x[:split], train_y[:split], test_x[: args.test_size], test_y[: args.test_size],
+                  train_x[split:], train_y[split:])
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    out = Path(args.out)
-    started = time.perf_counter()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    process = init_distributed(resolve_device(args.device))  # under torchrun: one process of several
-    try:
-        train_x, train_y, test_x, test_y, calibration_x, calibration_y = load_splits(args)
-    except DatasetNotFoundError as error:
-        print(f"error: {error}\n(without --data-dir, mnist and fashion-mnist read the subsets shipped with ebmlib)",
-              file=sys.stderr)
-        shutdown()
-        return 2
-    except SplitError as error:
-        print(f"error: {error}", file=sys.stderr)
-        shutdown()
-        return 2
+def build_trainer(args: argparse.Namespace, splits: Splits, rank: int) -> Trainer:
     torch.manual_seed(args.seed)
-    recipe = build_recipe(args, train_x, train_y, process.rank)
-    loader = sharded_loader(TensorDataset(train_x, train_y), args.batch_size, seed=args.seed)  # per process
+    recipe = build_recipe(args, splits.train_x, splits.train_y, rank)
+    device = resolve_device(args.device)
+    test_x, test_y = splits.test_x[:1000].to(device), splits.test_y[:1000].to(device)
 
-    def test_accuracy(model: Recipe) -> dict[str, float]:  # on 1,000 test images, at the end of every epoch
-        x, y = test_x[:1000].to(trainer.device), test_y[:1000].to(trainer.device)
-        return {"test_accuracy": float(accuracy(batched(recipe.model.logits, x), y))}
+    def test_accuracy(recipe: Recipe) -> dict[str, float]:  # on 1,000 test images, at the end of every epoch
+        return {"test_accuracy": float(accuracy(batched(recipe.model.logits, test_x), test_y))}
 
-    trainer = Trainer(recipe, device=args.device, seed=args.seed, checkpoint_dir=out / "checkpoints",
-                      callbacks=[CSVLogger(out),  # history.csv, evaluations.csv
-                                 TermWarmUp(recipe.loss, GENERATIVE_TERMS, *args.warm_up)],
-                      lr_schedule=CosineDecay() if args.lr_decay == "cosine" else None,  # over the step or time budget
-                      evaluate=test_accuracy, progress=not args.no_progress, settings=vars(args))
-    try:
-        if args.resume:
-            print(f"resumed from {trainer.resume(out / 'checkpoints')} at step {trainer.step}")
-        trainer.fit(loader, max_steps=args.steps, max_seconds=args.max_minutes * 60 if args.max_minutes > 0 else None)
-    except CheckpointError as error:
-        hint = "" if args.resume else "\n(add --resume to continue that run, or pass another --out)"
-        print(f"error: {error}{hint}", file=sys.stderr)
-        shutdown()
-        return 2
-    except KeyboardInterrupt:
-        print(f"\ninterrupted at step {trainer.step}; continue with the same command plus --resume", file=sys.stderr)
-        shutdown()
-        return 130
-    shutdown()  # process 0 evaluates and writes the outputs alone
-    if process.rank > 0:
-        return 0
+    return Trainer(recipe, device=args.device, seed=args.seed, checkpoint_dir=Path(args.out) / "checkpoints",
+                   callbacks=[CSVLogger(args.out),  # history.csv, evaluations.csv
+                              TermWarmUp(recipe.loss, GENERATIVE_TERMS, *args.warm_up)],
+                   lr_schedule=CosineDecay() if args.lr_decay == "cosine" else None,  # over the step or time budget
+                   evaluate=test_accuracy, progress=not args.no_progress, settings=vars(args))
 
-    device = trainer.device
-    train_x, train_y, test_x, test_y, calibration_x, calibration_y = (
-        t.to(device) for t in (train_x, train_y, test_x, test_y, calibration_x, calibration_y))
+
+def hint(error: Exception, args: argparse.Namespace) -> str:
+    if isinstance(error, DatasetNotFoundError):
+        return "\n(without --data-dir, mnist and fashion-mnist read the subsets shipped with ebmlib)"
+    if isinstance(error, CheckpointError) and not args.resume:
+        return "\n(add --resume to continue that run, or pass another --out)"
+    return ""
+
+
+def write_outputs(args: argparse.Namespace, trainer: Trainer, splits: Splits, started: float) -> None:
+    """The report (library code), its pictures, the training curves and metrics.json."""
+    out, device = Path(args.out), trainer.device
+    train_x, train_y, test_x, test_y, calibration_x, calibration_y = (t.to(device) for t in splits)
     judge = train_feature_classifier(train_x, train_y, epochs=args.classifier_epochs,
                                      generator=torch.Generator(device).manual_seed(args.seed),
                                      cache_path=out / "feature_classifier.pt", progress=not args.no_progress)
     report = evaluate_jem(
-        recipe, test_x, test_y, judge, n_samples=args.n_eval_samples, n_steps=args.eval_steps,
+        trainer.recipe, test_x, test_y, judge, n_samples=args.n_eval_samples, n_steps=args.eval_steps,
         include_initializer=args.chain_start != "noise",
         extra_starts={"class_gaussians": ClassGaussianInit(train_x, train_y, n_classes=10)},
         calibration_set=(calibration_x, calibration_y) if len(calibration_x) else None,
@@ -276,6 +261,32 @@ def main(argv: list[str] | None = None) -> int:
     metrics["wall_seconds"] = time.perf_counter() - started
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     print(json.dumps({k: v for k, v in metrics.items() if k != "settings"}, indent=2))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.perf_counter()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    trainer = None
+    try:
+        with distributed(resolve_device(args.device)) as process:  # under torchrun: one process of several
+            splits = load_splits(args)
+            trainer = build_trainer(args, splits, process.rank)
+            if args.resume:
+                print(f"resumed from {trainer.resume(Path(args.out) / 'checkpoints')} at step {trainer.step}")
+            loader = sharded_loader(TensorDataset(splits.train_x, splits.train_y), args.batch_size, seed=args.seed)
+            trainer.fit(loader, max_steps=args.steps,
+                        max_seconds=args.max_minutes * 60 if args.max_minutes > 0 else None)
+    except (DatasetNotFoundError, SplitError, CheckpointError) as error:
+        print(f"error: {error}{hint(error, args)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        where = f" at step {trainer.step}" if trainer is not None else ""
+        print(f"\ninterrupted{where}; continue with the same command plus --resume", file=sys.stderr)
+        return 130
+    if process.rank == 0:  # process 0 evaluates and writes the outputs alone
+        write_outputs(args, trainer, splits, started)
     return 0
 
 

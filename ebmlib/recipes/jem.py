@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
-from .._checks import check_choice, check_generator, check_positive
+from .._checks import check_choice, check_count, check_generator, check_positive
 from ..buffers import Initializer, ReplayBuffer
 from ..losses import (
     Classification,
@@ -128,6 +130,17 @@ class JEM(EBM):
     n_negatives : int, optional
         Chains per step (default one per data row); see
         :class:`~ebmlib.recipes.ContrastiveRecipe`.
+    mixture_steps : int
+        With ``unconditional_chains="marginal"``: for the first ``mixture_steps``
+        training steps the ``p_x`` term's negatives are mixture chains, then chains
+        on :math:`E(x)` itself, continued from the same replay buffer (which needs
+        ``n_classes``). Early on, when the chains are still noise, a chain on
+        :math:`E(x)` can stay there (the classes' gradients cancel) while contrastive
+        divergence makes the noise a plateau of high energy; mixture chains leave it.
+        Afterwards :math:`E(x)` is trained against its own samples, so that chains on
+        :math:`E(x)` from noise end in every class, not in low-energy blobs that no
+        class-conditional chain visits. The count of steps taken is saved in
+        ``state_dict`` (key ``steps_taken``), so a resumed run switches at the same step.
 
     Examples
     --------
@@ -158,6 +171,7 @@ class JEM(EBM):
         input_noise_std: float = 0.0,
         unconditional_chains: str = "marginal",
         n_negatives: int | None = None,
+        mixture_steps: int = 0,
     ) -> None:
         if not isinstance(model, ClassifierEnergy):  # before anything reads model.n_classes
             raise TypeError(
@@ -173,6 +187,36 @@ class JEM(EBM):
         self.unconditional_chains = unconditional_chains
         if buffer.n_classes is not None and buffer.n_classes != model.n_classes:
             raise ValueError(f"buffer.n_classes={buffer.n_classes} differs from model.n_classes={model.n_classes}")
+        self.mixture_steps = check_count(mixture_steps, "mixture_steps", minimum=0)
+        if mixture_steps > 0 and (unconditional_chains != "marginal" or buffer.n_classes is None):
+            raise ValueError(f"mixture_steps={mixture_steps} runs mixture chains before marginal ones: it needs "
+                             'unconditional_chains="marginal" and a buffer with n_classes, got '
+                             f"unconditional_chains={unconditional_chains!r}, buffer.n_classes={buffer.n_classes}")
+        self.steps_taken = 0
+        """Training steps taken (a Python int, saved in ``state_dict`` as a tensor)."""
+
+    def training_step(
+        self, x: Tensor, y: Tensor | None = None, generator: torch.Generator | None = None
+    ) -> dict[str, Tensor]:
+        """:meth:`~ebmlib.recipes.ContrastiveRecipe.training_step`, counting the steps for ``mixture_steps``."""
+        metrics = super().training_step(x, y, generator)
+        self.steps_taken += 1
+        return metrics
+
+    @property
+    def p_x_chains(self) -> str:
+        """The kind of chains of the ``p_x`` term at this step: ``unconditional_chains``, or ``"mixture"``
+        during the first ``mixture_steps``."""
+        return "mixture" if self.steps_taken < self.mixture_steps else self.unconditional_chains
+
+    def _save_to_state_dict(self, destination: dict[str, Any], prefix: str, keep_vars: bool) -> None:
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        destination[prefix + "steps_taken"] = torch.tensor(self.steps_taken)
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        if prefix + "steps_taken" in state_dict:
+            self.steps_taken = int(state_dict.pop(prefix + "steps_taken"))
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
     @property
     def n_classes(self) -> int:  # type: ignore[override]
@@ -185,7 +229,7 @@ class JEM(EBM):
         """Logits, unconditional and conditional energies from one forward pass over data and all negatives."""
         self.check_computable(self.loss, needs, {Energies, ConditionalEnergies, Classification})
         parts = [x]
-        mixture = self.unconditional_chains == "mixture"
+        mixture = self.p_x_chains == "mixture"
         if Energies in needs and not mixture:
             parts.append(self.negatives(self.negatives_per_step(x), None, generator))
         if ConditionalEnergies in needs or (Energies in needs and mixture):
