@@ -8,6 +8,8 @@ from collections.abc import Mapping, Set
 import torch
 from torch import Tensor, nn
 
+from .._checks import check_generator, check_optimizer_trains
+from ..losses import EnergyBatch, Loss, LossInput
 from ..models import EnergyModel
 
 
@@ -31,7 +33,8 @@ class Recipe(nn.Module, ABC):
     ========================================  ==========================================================
 
     A subclass implements :meth:`training_step`, :meth:`optimizers` and
-    :meth:`data_parallel_modules`. Everything random in a step draws from the
+    :meth:`data_parallel_modules` (:class:`~ebmlib.recipes.base.LossRecipe` implements them for a
+    model trained on a loss by one optimizer). Everything random in a step draws from the
     ``generator`` passed in, and no step reads a tensor's value on the host.
 
     Examples
@@ -117,6 +120,103 @@ class Recipe(nn.Module, ABC):
 
     def check_inputs(self, x: Tensor, y: Tensor | None = None) -> None:
         """Raise a clear error (or warn) for data this recipe cannot train on; accepts anything by default."""
+
+
+class LossRecipe(Recipe):
+    r"""A recipe that trains an energy model on a :class:`~ebmlib.losses.Loss` with one optimizer.
+
+    The skeleton every recipe family of ebmlib shares (contrastive, score
+    matching, noise-contrastive); one :meth:`training_step` on data :math:`x`
+    (labels :math:`y`) is
+
+    1. ``check_generator(generator)`` and :meth:`check_inputs` ``(x, y)``;
+    2. ``needs = loss.needs()``, then :meth:`prepare_data` (``x`` itself unless a
+       subclass changes it, e.g. adds noise);
+    3. ``loss(loss_inputs(needs, x, y, generator))``: :meth:`loss_inputs` computes one
+       :class:`~ebmlib.losses.LossInput` of every kind in ``needs``;
+    4. :meth:`~ebmlib.recipes.Recipe.minimize`: one step of ``optimizer``.
+
+    A subclass implements :meth:`loss_inputs` (and :meth:`check_inputs`); a loss
+    that needs a new kind of input is served by overriding :meth:`loss_inputs`
+    alone. ``optimizers()`` is ``[optimizer]`` and ``data_parallel_modules()``
+    ``[model]``.
+
+    Parameters
+    ----------
+    model : EnergyModel
+        Checked first (``check_energy_model``): a plain network is refused with a ``TypeError``.
+    optimizer : torch.optim.Optimizer
+        Checked next: a ``TypeError`` for anything else, a ``ValueError`` if it
+        leaves out a trainable parameter of ``model``.
+    loss : Loss
+
+    Examples
+    --------
+    Negatives drawn from a standard Gaussian instead of the model:
+
+    >>> from ebmlib.losses import ContrastiveDivergence, Energies
+    >>> from ebmlib.models import MLP, NetworkEnergy
+    >>> class AgainstNoise(LossRecipe):
+    ...     def loss_inputs(self, needs, x, y, generator):
+    ...         self.check_computable(self.loss, needs, {Energies})
+    ...         noise = torch.randn(x.shape, generator=generator)
+    ...         return EnergyBatch(Energies(*self.model(torch.cat([x, noise])).split(len(x))))
+    >>> model = NetworkEnergy(MLP(2, 1, hidden=8))
+    >>> recipe = AgainstNoise(model, torch.optim.SGD(model.parameters(), lr=0.1), ContrastiveDivergence())
+    >>> sorted(recipe.training_step(torch.randn(4, 2), generator=torch.Generator().manual_seed(0)))
+    ['energy_gap', 'loss', 'negative_energy', 'positive_energy']
+    """
+
+    def __init__(self, model: EnergyModel, optimizer: torch.optim.Optimizer, loss: Loss) -> None:
+        super().__init__()
+        check_energy_model(model)
+        check_optimizer_trains(optimizer, model)
+        self.model = model
+        self.optimizer = optimizer
+        self.loss = loss
+
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        """``[optimizer]``."""
+        return [self.optimizer]
+
+    def data_parallel_modules(self) -> list[nn.Module]:
+        """``[model]``."""
+        return [self.model]
+
+    def training_step(
+        self, x: Tensor, y: Tensor | None = None, generator: torch.Generator | None = None
+    ) -> dict[str, Tensor]:
+        """Check the inputs, compute what the loss needs (:meth:`prepare_data`, :meth:`loss_inputs`) and step.
+
+        Returns
+        -------
+        dict of str to Tensor
+            ``loss`` and the loss's metrics, as detached scalar tensors.
+        """
+        check_generator(generator)
+        self.check_inputs(x, y)
+        needs = self.loss.needs()
+        x = self.prepare_data(needs, x, y, generator)
+        loss, metrics = self.loss(self.loss_inputs(needs, x, y, generator))
+        return self.minimize(loss, metrics)
+
+    def prepare_data(
+        self, needs: frozenset[type[LossInput]], x: Tensor, y: Tensor | None, generator: torch.Generator | None
+    ) -> Tensor:
+        """The data the loss inputs are computed from, once the loss's ``needs`` are known: ``x`` itself here."""
+        return x
+
+    @abstractmethod
+    def loss_inputs(
+        self, needs: frozenset[type[LossInput]], x: Tensor, y: Tensor | None, generator: torch.Generator | None
+    ) -> EnergyBatch:
+        """One input of every kind in ``needs``, computed from data ``x`` (labels ``y``) and ``generator``.
+
+        Raises
+        ------
+        ValueError
+            For a kind this recipe cannot compute (:meth:`~ebmlib.recipes.Recipe.check_computable` names it).
+        """
 
 
 def check_energy_model(model: object, name: str = "model") -> None:

@@ -5,14 +5,13 @@ from __future__ import annotations
 from abc import abstractmethod
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from .._checks import (
     check_batch,
     check_count,
     check_generator,
     check_labels,
-    check_optimizer_trains,
     check_positive,
     check_same_dtype,
     warn_if_unscaled,
@@ -21,10 +20,10 @@ from ..buffers import Initializer
 from ..losses import Classification, ConditionalEnergies, ContrastiveDivergence, Energies, EnergyBatch, Loss, LossInput
 from ..models import EnergyModel
 from ..samplers import Sampler
-from .base import Recipe, check_energy_model
+from .base import LossRecipe
 
 
-class ContrastiveRecipe(Recipe):
+class ContrastiveRecipe(LossRecipe):
     r"""Train an energy model with negatives :math:`x^-` drawn by a sampler; subclasses say where chains start.
 
     One :meth:`training_step` on data :math:`x^+`:
@@ -37,7 +36,10 @@ class ContrastiveRecipe(Recipe):
     3. evaluate the model once per conditioning on :math:`[x^+; x^-]` into an
        :class:`~ebmlib.losses.EnergyBatch` holding only what the loss needs
        (:meth:`loss_inputs`);
-    4. take one ``optimizer`` step on the loss.
+    4. take one ``optimizer`` step on the loss
+
+    (the :class:`~ebmlib.recipes.base.LossRecipe` skeleton, with the noise added by
+    :meth:`prepare_data`).
 
     A subclass implements :meth:`negatives`, ``initializer`` and ``n_classes``.
     A loss that needs a new kind of input is served by overriding
@@ -102,15 +104,10 @@ class ContrastiveRecipe(Recipe):
         input_noise_std: float = 0.0,
         n_negatives: int | None = None,
     ) -> None:
-        super().__init__()
-        check_energy_model(model)
-        check_optimizer_trains(optimizer, model)
+        super().__init__(model, optimizer, ContrastiveDivergence() if loss is None else loss)
         check_positive(input_noise_std, "input_noise_std", allow_zero=True)
         self.n_negatives = None if n_negatives is None else check_count(n_negatives, "n_negatives")
-        self.model = model
         self.sampler = sampler
-        self.loss = ContrastiveDivergence() if loss is None else loss
-        self.optimizer = optimizer
         self.input_noise_std = input_noise_std
         self._scale_checked = False
 
@@ -135,14 +132,6 @@ class ContrastiveRecipe(Recipe):
             )
 
     # ------------------------------------------------------------------ the Recipe protocol
-    def optimizers(self) -> list[torch.optim.Optimizer]:
-        """``[optimizer]``."""
-        return [self.optimizer]
-
-    def data_parallel_modules(self) -> list[nn.Module]:
-        """``[model]``: chains stay each process's own."""
-        return [self.model]
-
     def check_inputs(self, x: Tensor, y: Tensor | None = None) -> None:
         """Raise a clear error for data the recipe cannot train on; warn once if it looks unscaled.
 
@@ -161,34 +150,17 @@ class ContrastiveRecipe(Recipe):
             reference = self.initializer(256, None, torch.Generator(x.device).manual_seed(0))
             warn_if_unscaled(x, reference, "x", type(self.initializer).__name__)
 
-    def training_step(
-        self, x: Tensor, y: Tensor | None = None, generator: torch.Generator | None = None
-    ) -> dict[str, Tensor]:
-        """One optimisation step on a batch of data.
-
-        Parameters
-        ----------
-        x : Tensor, shape ``(B, *event_shape)``
-        y : Tensor of int64, shape ``(B,)``, optional
-            Labels (needed by classification and conditional terms).
-        generator : torch.Generator, optional
-            For the noise and the chains; on ``x``'s device.
-
-        Returns
-        -------
-        dict of str to Tensor
-            ``loss`` and the loss's metrics, as detached scalar tensors.
-        """
-        check_generator(generator)
-        self.check_inputs(x, y)
-        needs = self.loss.needs()
+    def prepare_data(
+        self, needs: frozenset[type[LossInput]], x: Tensor, y: Tensor | None, generator: torch.Generator | None
+    ) -> Tensor:
+        """``x`` plus ``input_noise_std`` Gaussian noise; a ``ValueError`` if ``needs`` reads labels and ``y`` is
+        ``None``."""
         if y is None and needs & {ConditionalEnergies, Classification}:
             raise ValueError(f"{type(self.loss).__name__} needs labels: pass y to training_step")
         if self.input_noise_std > 0:
             noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
             x = x + self.input_noise_std * noise
-        loss, metrics = self.loss(self.loss_inputs(needs, x, y, generator))
-        return self.minimize(loss, metrics)
+        return x
 
     # ------------------------------------------------------------------ what the loss reads
     def loss_inputs(
@@ -209,7 +181,7 @@ class ContrastiveRecipe(Recipe):
             positive, negative = self.model(torch.cat([x, negatives])).split([len(x), len(negatives)])
             inputs.append(Energies(positive, negative))
         if ConditionalEnergies in needs:
-            assert y is not None  # checked by training_step
+            assert y is not None  # checked by prepare_data
             labels, negatives = self.conditional_negatives(x, generator)
             energy = self.model(torch.cat([x, negatives]), torch.cat([y, labels]))
             inputs.append(ConditionalEnergies(*energy.split([len(x), len(negatives)])))

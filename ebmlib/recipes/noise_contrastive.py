@@ -7,11 +7,11 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_batch, check_count, check_generator, check_optimizer_trains, check_same_dtype
+from .._checks import check_batch, check_count, check_same_dtype
 from ..losses import EnergyBatch, Loss, LossInput
 from ..losses.noise_contrastive import NoiseContrast, NoiseContrastiveEstimation
 from ..models import EnergyModel
-from .base import Recipe, check_energy_model
+from .base import LossRecipe
 
 
 class GaussianNoise(nn.Module):
@@ -76,7 +76,7 @@ class GaussianNoise(nn.Module):
         return -0.5 * z.pow(2).sum(1) - self.std.log().sum() - 0.5 * z.shape[1] * math.log(2 * math.pi)
 
 
-class NoiseContrastiveEBM(Recipe):
+class NoiseContrastiveEBM(LossRecipe):
     r"""Train an energy model and its log-normaliser by noise-contrastive estimation; no sampler.
 
     One :meth:`training_step` on data :math:`x_{1..B}` draws
@@ -121,13 +121,8 @@ class NoiseContrastiveEBM(Recipe):
         loss: Loss | None = None,
         noise_ratio: int = 1,
     ) -> None:
-        super().__init__()
-        check_energy_model(model)
-        check_optimizer_trains(optimizer, model)
-        self.model = model
+        super().__init__(model, optimizer, NoiseContrastiveEstimation() if loss is None else loss)
         self.noise = noise
-        self.optimizer = optimizer
-        self.loss = NoiseContrastiveEstimation() if loss is None else loss
         self.noise_ratio = check_count(noise_ratio, "noise_ratio")
         trained = {id(p) for group in optimizer.param_groups for p in group["params"]}
         left_out = [name for name, p in self.loss.named_parameters() if id(p) not in trained]
@@ -136,10 +131,6 @@ class NoiseContrastiveEBM(Recipe):
                              "over [*model.parameters(), *loss.parameters()]")
 
     # ------------------------------------------------------------------ the Recipe protocol
-    def optimizers(self) -> list[torch.optim.Optimizer]:
-        """``[optimizer]``."""
-        return [self.optimizer]
-
     def data_parallel_modules(self) -> list[nn.Module]:
         """``[model, loss]``: the loss holds the learnable log-normaliser."""
         return [self.model, self.loss]
@@ -149,24 +140,11 @@ class NoiseContrastiveEBM(Recipe):
         check_batch(x, "x", self.noise.event_shape)
         check_same_dtype(x, self.model)
 
-    def training_step(
-        self, x: Tensor, y: Tensor | None = None, generator: torch.Generator | None = None
-    ) -> dict[str, Tensor]:
-        """One optimisation step on a batch ``x`` of shape ``(B, *event_shape)`` (labels are not used).
-
-        Returns
-        -------
-        dict of str to Tensor
-            ``loss`` and the loss's metrics, as detached scalar tensors.
-        """
-        check_generator(generator)
-        self.check_inputs(x, y)
-        loss, metrics = self.loss(self.loss_inputs(self.loss.needs(), x, generator))
-        return self.minimize(loss, metrics)
-
-    def loss_inputs(self, needs: frozenset[type[LossInput]], x: Tensor, generator: torch.Generator | None
-                    ) -> EnergyBatch:
-        """Compute :class:`~ebmlib.losses.NoiseContrast`; a ``ValueError`` names any other kind asked for."""
+    def loss_inputs(
+        self, needs: frozenset[type[LossInput]], x: Tensor, y: Tensor | None, generator: torch.Generator | None
+    ) -> EnergyBatch:
+        """Compute :class:`~ebmlib.losses.NoiseContrast` (labels are not used); a ``ValueError`` names any other
+        kind asked for."""
         self.check_computable(self.loss, needs, {NoiseContrast})
         noise = self.noise.sample(self.noise_ratio * x.shape[0], generator).to(x.dtype)
         data_energy, noise_energy = self.model(torch.cat([x, noise])).split([x.shape[0], noise.shape[0]])

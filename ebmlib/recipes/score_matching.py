@@ -5,26 +5,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from .._checks import (
-    check_batch,
-    check_choice,
-    check_generator,
-    check_optimizer_trains,
-    check_positive,
-    check_same_dtype,
-)
+from .._checks import check_batch, check_choice, check_positive, check_same_dtype
 from ..losses import EnergyBatch, Loss, LossInput
 from ..losses.denoising_score_matching import DenoisingScoreMatching, NoisyScores
 from ..losses.sliced_score_matching import SlicedScores
 from ..models import EnergyModel
-from .base import Recipe, check_energy_model
+from .base import LossRecipe
 
 PROJECTIONS = ("rademacher", "gaussian")
 
 
-class ScoreMatchingEBM(Recipe):
+class ScoreMatchingEBM(LossRecipe):
     r"""Train an energy model by matching its score :math:`s_\theta = -\nabla_x E_\theta` to the data's.
 
     No sampler, no chains, no replay buffer: one :meth:`training_step` computes
@@ -78,61 +71,29 @@ class ScoreMatchingEBM(Recipe):
         noise_std: float | Sequence[float] = 0.1,
         projection: str = "rademacher",
     ) -> None:
-        super().__init__()
-        check_energy_model(model)
-        check_optimizer_trains(optimizer, model)
+        super().__init__(model, optimizer, DenoisingScoreMatching() if loss is None else loss)
         levels = [noise_std] if isinstance(noise_std, (int, float)) else list(noise_std)
         if not levels:
             raise ValueError("noise_std must be a positive number or a non-empty sequence of them, got []")
         for level in levels:
             check_positive(level, "noise_std")
         check_choice(projection, PROJECTIONS, "projection")
-        self.model = model
-        self.optimizer = optimizer
         self.event_shape = tuple(int(n) for n in event_shape)
-        self.loss = DenoisingScoreMatching() if loss is None else loss
         self.projection = projection
         self.register_buffer("noise_stds", torch.tensor([float(level) for level in levels]), persistent=False)
 
     # ------------------------------------------------------------------ the Recipe protocol
-    def optimizers(self) -> list[torch.optim.Optimizer]:
-        """``[optimizer]``."""
-        return [self.optimizer]
-
-    def data_parallel_modules(self) -> list[nn.Module]:
-        """``[model]``."""
-        return [self.model]
-
     def check_inputs(self, x: Tensor, y: Tensor | None = None) -> None:
         """Raise unless ``x`` is a finite floating batch ``(B, *event_shape)`` of the model's dtype."""
         check_batch(x, "x", self.event_shape)
         check_same_dtype(x, self.model)
 
-    def training_step(
-        self, x: Tensor, y: Tensor | None = None, generator: torch.Generator | None = None
-    ) -> dict[str, Tensor]:
-        """One optimisation step on a batch ``x`` of shape ``(B, *event_shape)`` (labels are not used).
-
-        Returns
-        -------
-        dict of str to Tensor
-            ``loss`` and the loss's metrics, as detached scalar tensors.
-        """
-        check_generator(generator)
-        self.check_inputs(x, y)
-        loss, metrics = self.loss(self.loss_inputs(self.loss.needs(), x, generator))
-        return self.minimize(loss, metrics)
-
     # ------------------------------------------------------------------ what the loss reads
-    def loss_inputs(self, needs: frozenset[type[LossInput]], x: Tensor, generator: torch.Generator | None
-                    ) -> EnergyBatch:
-        """Compute :class:`~ebmlib.losses.NoisyScores` and/or :class:`~ebmlib.losses.SlicedScores`.
-
-        Raises
-        ------
-        ValueError
-            For a kind this recipe cannot compute (the message names it).
-        """
+    def loss_inputs(
+        self, needs: frozenset[type[LossInput]], x: Tensor, y: Tensor | None, generator: torch.Generator | None
+    ) -> EnergyBatch:
+        """Compute :class:`~ebmlib.losses.NoisyScores` and/or :class:`~ebmlib.losses.SlicedScores` (labels are
+        not used); a ``ValueError`` names any other kind asked for."""
         self.check_computable(self.loss, needs, {NoisyScores, SlicedScores})
         inputs: list[LossInput] = []
         if NoisyScores in needs:

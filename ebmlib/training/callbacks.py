@@ -3,17 +3,119 @@
 from __future__ import annotations
 
 import pathlib
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
+import torch
 from torch import Tensor
 
 from ..recipes import Recipe
+from .budget import Budget, Stopwatch
+from .distributed import ProcessInfo
 
-if TYPE_CHECKING:
-    from .loop import Trainer
+__all__ = ["Callback", "StepFunction", "Evaluation", "TrainerView", "LearningRateOwner"]
 
-__all__ = ["Callback", "StepFunction", "Evaluation"]
+
+class LearningRateOwner(Protocol):
+    """What a callback may ask of the one writer of the learning rates, ``trainer.lr_schedule``.
+
+    :class:`~ebmlib.training.LearningRateSchedule` implements it; a callback lowers
+    a learning rate only through :meth:`scale_by`.
+
+    Examples
+    --------
+    >>> from ebmlib.training import Constant
+    >>> schedule: LearningRateOwner = Constant()
+    >>> schedule.scale_by(0.5)  # no optimizer attached yet: only the scale changes
+    >>> schedule.scale
+    0.5
+    """
+
+    @property
+    def scale(self) -> float:
+        """The product of the reductions asked for so far."""
+
+    def scale_by(self, factor: float) -> None:
+        """Multiply every learning rate by ``factor`` from now on."""
+
+    def reapply(self) -> None:
+        """Write the current learning rates again (after an optimizer's state, with its own, was loaded)."""
+
+
+class TrainerView(Protocol):
+    """What a callback may read of the :class:`~ebmlib.training.Trainer` that calls its hooks, and ask of it.
+
+    The hooks of :class:`~ebmlib.training.Callback` are typed against this, not the Trainer, so
+    the training modules need not import the loop; the Trainer implements it.
+
+    Attributes
+    ----------
+    step, epoch : int
+        Steps and complete epochs done so far.
+    recipe : Recipe
+    device : torch.device
+    generator : torch.Generator
+        The training generator, on ``device``.
+    process : ProcessInfo
+        Rank and world size.
+    history : list of dict
+        The rows logged so far (floats), to read only.
+    evaluations : list of dict
+        ``step`` and the results of each evaluation, to read only.
+    elapsed_seconds : float
+        Training time so far (agreed by all processes).
+    lr_schedule : LearningRateOwner
+        The one writer of the learning rates.
+    budget : Budget
+        The current ``fit``'s budget.
+    clock : Stopwatch
+        The training clock (paused for evaluations).
+
+    Examples
+    --------
+    A plain function for ``Trainer(callbacks=[...])``, typed against the view; any
+    object with the attributes it reads will do:
+
+    >>> from types import SimpleNamespace
+    >>> steps = []
+    >>> def record(trainer: TrainerView, metrics: Mapping[str, Tensor]) -> None:
+    ...     if trainer.process.rank == 0:
+    ...         steps.append(trainer.step)  # the metrics stay on the device (read them in on_log)
+    >>> record(SimpleNamespace(step=200, process=ProcessInfo(0, 0, 1)), {"loss": torch.tensor(0.5)})
+    >>> steps
+    [200]
+    """
+
+    @property
+    def step(self) -> int: ...
+    @property
+    def epoch(self) -> int: ...
+    @property
+    def recipe(self) -> Recipe: ...
+    @property
+    def device(self) -> torch.device: ...
+    @property
+    def generator(self) -> torch.Generator: ...
+    @property
+    def process(self) -> ProcessInfo: ...
+    @property
+    def history(self) -> Sequence[Mapping[str, float]]: ...
+    @property
+    def evaluations(self) -> Sequence[Mapping[str, float]]: ...
+    @property
+    def elapsed_seconds(self) -> float: ...
+    @property
+    def lr_schedule(self) -> LearningRateOwner: ...
+    @property
+    def budget(self) -> Budget: ...
+    @property
+    def clock(self) -> Stopwatch: ...
+
+    def budget_spent(self) -> float:
+        """The fraction of the current ``fit``'s budget used (the same on every process)."""
+
+    def notify_evaluation(self, results: Mapping[str, float]) -> None:
+        """Pass an evaluation's results to every callback's ``on_evaluation``."""
 
 
 class Callback:
@@ -61,32 +163,32 @@ class Callback:
         """The key of this callback's state in checkpoints; unique among a trainer's callbacks."""
         return type(self).__name__
 
-    def on_fit_start(self, trainer: Trainer) -> None:
+    def on_fit_start(self, trainer: TrainerView) -> None:
         """``fit`` begins."""
 
-    def on_step_end(self, trainer: Trainer, metrics: Mapping[str, Tensor]) -> None:
+    def on_step_end(self, trainer: TrainerView, metrics: Mapping[str, Tensor]) -> None:
         """A training step ended (``trainer.step`` counts it); ``metrics`` are device tensors."""
 
-    def on_step_error(self, trainer: Trainer, error: Exception) -> bool:
+    def on_step_error(self, trainer: TrainerView, error: Exception) -> bool:
         """A training step raised ``error``; return ``True`` if this callback handled it."""
         return False
 
-    def on_sync(self, trainer: Trainer) -> None:
+    def on_sync(self, trainer: TrainerView) -> None:
         """Every process is at the same point; reading device values is expected here."""
 
-    def on_log(self, trainer: Trainer, row: Mapping[str, float]) -> None:
+    def on_log(self, trainer: TrainerView, row: Mapping[str, float]) -> None:
         """A row was added to ``trainer.history``."""
 
-    def on_epoch_end(self, trainer: Trainer) -> None:
+    def on_epoch_end(self, trainer: TrainerView) -> None:
         """An epoch was completed (``trainer.epoch`` counts it)."""
 
-    def on_evaluation(self, trainer: Trainer, results: Mapping[str, float]) -> None:
+    def on_evaluation(self, trainer: TrainerView, results: Mapping[str, float]) -> None:
         """An evaluation finished."""
 
-    def on_save(self, trainer: Trainer, path: pathlib.Path) -> None:
+    def on_save(self, trainer: TrainerView, path: pathlib.Path) -> None:
         """A checkpoint was written to ``path`` (by process 0)."""
 
-    def on_fit_end(self, trainer: Trainer) -> None:
+    def on_fit_end(self, trainer: TrainerView) -> None:
         """``fit`` returns or raises."""
 
     def state_dict(self) -> dict[str, Any]:
@@ -112,14 +214,14 @@ class StepFunction(Callback):
     ([['loss']], 'StepFunction:<lambda>')
     """
 
-    def __init__(self, function: Callable[[Trainer, Mapping[str, Tensor]], None]) -> None:
+    def __init__(self, function: Callable[[TrainerView, Mapping[str, Tensor]], None]) -> None:
         self.function = function
 
     @property
     def state_key(self) -> str:
         return f"StepFunction:{getattr(self.function, '__name__', type(self.function).__name__)}"
 
-    def on_step_end(self, trainer: Trainer, metrics: Mapping[str, Tensor]) -> None:
+    def on_step_end(self, trainer: TrainerView, metrics: Mapping[str, Tensor]) -> None:
         self.function(trainer, metrics)
 
 
@@ -158,19 +260,19 @@ class Evaluation(Callback):
         self.every = every
         self.results: list[dict[str, float]] = []
 
-    def on_step_end(self, trainer: Trainer, metrics: Mapping[str, Tensor]) -> None:
+    def on_step_end(self, trainer: TrainerView, metrics: Mapping[str, Tensor]) -> None:
         if self.every is not None and trainer.step % self.every == 0:
             self.run_once(trainer)
 
-    def on_epoch_end(self, trainer: Trainer) -> None:
+    def on_epoch_end(self, trainer: TrainerView) -> None:
         self.run_once(trainer)
 
-    def run_once(self, trainer: Trainer) -> None:
+    def run_once(self, trainer: TrainerView) -> None:
         """:meth:`run`, unless the current step was evaluated already."""
         if not self.results or self.results[-1]["step"] != float(trainer.step):
             self.run(trainer)
 
-    def run(self, trainer: Trainer) -> None:
+    def run(self, trainer: TrainerView) -> None:
         """Evaluate now (process 0 only) and tell the trainer's callbacks."""
         if trainer.process.rank != 0:
             return

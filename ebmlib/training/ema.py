@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from .._checks import check_count, check_probability
-from .callbacks import Callback
-
-if TYPE_CHECKING:
-    from .loop import Trainer
+from .callbacks import Callback, TrainerView
 
 __all__ = ["ExponentialMovingAverage"]
 
@@ -148,12 +145,12 @@ class ExponentialMovingAverage(Callback):
             parameters[name].copy_(average)
 
     # ------------------------------------------------------------------ as a callback
-    def on_fit_start(self, trainer: Trainer) -> None:
+    def on_fit_start(self, trainer: TrainerView) -> None:
         """Move the averages to the parameters' device (the trainer may have moved the model)."""
         parameters = self._parameters()
         self.average = {name: a.to(parameters[name].device) for name, a in self.average.items()}
 
-    def on_step_end(self, trainer: Trainer, metrics: Mapping[str, Tensor]) -> None:
+    def on_step_end(self, trainer: TrainerView, metrics: Mapping[str, Tensor]) -> None:
         if trainer.step % self.every == 0:
             self.update()
 

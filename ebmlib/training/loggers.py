@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .callbacks import Callback
-
-if TYPE_CHECKING:
-    from .loop import Trainer
+from .callbacks import Callback, TrainerView
 
 __all__ = ["CSVLogger", "TensorBoardLogger"]
 
@@ -51,24 +48,24 @@ class CSVLogger(Callback):
         self.directory = Path(directory)
         self._columns: dict[str, list[str]] = {}
 
-    def on_fit_start(self, trainer: Trainer) -> None:
+    def on_fit_start(self, trainer: TrainerView) -> None:
         if trainer.process.rank == 0:
             self.directory.mkdir(parents=True, exist_ok=True)
             self._rewrite("history", trainer.history)
             self._rewrite("evaluations", trainer.evaluations)
 
-    def on_log(self, trainer: Trainer, row: Mapping[str, float]) -> None:
+    def on_log(self, trainer: TrainerView, row: Mapping[str, float]) -> None:
         if trainer.process.rank == 0:
             self._append("history", row, trainer.history)
 
-    def on_evaluation(self, trainer: Trainer, results: Mapping[str, float]) -> None:
+    def on_evaluation(self, trainer: TrainerView, results: Mapping[str, float]) -> None:
         if trainer.process.rank == 0:
             self._append("evaluations", results, trainer.evaluations)
 
     def _path(self, name: str) -> Path:
         return self.directory / f"{name}.csv"
 
-    def _append(self, name: str, row: Mapping[str, Any], all_rows: list[dict[str, float]]) -> None:
+    def _append(self, name: str, row: Mapping[str, Any], all_rows: Sequence[Mapping[str, float]]) -> None:
         columns = self._columns.get(name)
         if columns is None or not set(row) <= set(columns):
             self._rewrite(name, all_rows)  # the trainer's rows, this one included
@@ -76,7 +73,7 @@ class CSVLogger(Callback):
         with open(self._path(name), "a", newline="") as file:
             csv.DictWriter(file, fieldnames=columns).writerow(row)
 
-    def _rewrite(self, name: str, rows: list[dict[str, float]]) -> None:
+    def _rewrite(self, name: str, rows: Sequence[Mapping[str, float]]) -> None:
         columns = list(dict.fromkeys(key for row in rows for key in row))
         self._columns[name] = columns
         if not rows:
@@ -118,7 +115,7 @@ class TensorBoardLogger(Callback):
         self.log_dir = Path(log_dir)
         self.writer: Any = None
 
-    def on_fit_start(self, trainer: Trainer) -> None:
+    def on_fit_start(self, trainer: TrainerView) -> None:
         if trainer.process.rank != 0:
             return
         try:
@@ -130,7 +127,7 @@ class TensorBoardLogger(Callback):
         # TensorBoard hides the events at steps >= purge_step; those of trainer.step are done and kept
         self.writer = SummaryWriter(str(self.log_dir), purge_step=trainer.step + 1 if trainer.step > 0 else None)
 
-    def on_log(self, trainer: Trainer, row: Mapping[str, float]) -> None:
+    def on_log(self, trainer: TrainerView, row: Mapping[str, float]) -> None:
         if self.writer is None:
             return
         step = int(row["step"])
@@ -138,14 +135,14 @@ class TensorBoardLogger(Callback):
             if name not in ("step", "epoch"):
                 self.writer.add_scalar(name, value, step)
 
-    def on_evaluation(self, trainer: Trainer, results: Mapping[str, float]) -> None:
+    def on_evaluation(self, trainer: TrainerView, results: Mapping[str, float]) -> None:
         if self.writer is None:
             return
         for name, value in results.items():
             if name != "step":
                 self.writer.add_scalar(f"evaluation/{name}", value, int(results["step"]))
 
-    def on_fit_end(self, trainer: Trainer) -> None:
+    def on_fit_end(self, trainer: TrainerView) -> None:
         if self.writer is not None:
             self.writer.close()
             self.writer = None

@@ -20,7 +20,7 @@ from ..checkpoint import (
 )
 from ..recipes import Recipe
 from .budget import Budget, MetricWindow, Stopwatch
-from .callbacks import Callback, Evaluation, StepFunction
+from .callbacks import Callback, Evaluation, StepFunction, TrainerView
 from .distributed import (
     DataParallel,
     DistributedError,
@@ -212,7 +212,7 @@ class Trainer:
         device: str | torch.device = "auto",
         seed: int = 0,
         checkpoint_dir: str | os.PathLike[str] | None = None,
-        callbacks: Sequence[Callback | Callable[[Trainer, Mapping[str, Tensor]], None]] = (),
+        callbacks: Sequence[Callback | Callable[[TrainerView, Mapping[str, Tensor]], None]] = (),
         evaluate: Callable[[Recipe], Mapping[str, Any]] | None = None,
         eval_every: int | None = None,
         progress: bool = True,

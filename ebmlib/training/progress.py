@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tqdm.auto import tqdm
 
-from .callbacks import Callback
-
-if TYPE_CHECKING:
-    from .loop import Trainer
+from .callbacks import Callback, TrainerView
 
 __all__ = ["ProgressBar", "short_labels"]
 
@@ -48,21 +45,21 @@ class ProgressBar(Callback):
         names = [name for name in row if any(fnmatch.fnmatchcase(name, p) for p in self.show)]
         return {label: row[name] for name, label in short_labels(names).items()}
 
-    def on_fit_start(self, trainer: Trainer) -> None:
+    def on_fit_start(self, trainer: TrainerView) -> None:
         self.bar = tqdm(total=trainer.budget.total_steps, initial=trainer.step, unit="step", dynamic_ncols=True,
                         disable=trainer.process.rank != 0)
 
-    def on_log(self, trainer: Trainer, row: Mapping[str, float]) -> None:
+    def on_log(self, trainer: TrainerView, row: Mapping[str, float]) -> None:
         if self.bar is None:
             return
         self.bar.set_postfix({**self.shown(row), "s/it": row["seconds_per_step"]}, refresh=False)
         self.bar.update(trainer.step - self.bar.n)
 
-    def on_evaluation(self, trainer: Trainer, results: Mapping[str, float]) -> None:
+    def on_evaluation(self, trainer: TrainerView, results: Mapping[str, float]) -> None:
         if self.bar is not None:
             self.bar.write(" ".join(f"{name}={value:.4g}" for name, value in results.items()))
 
-    def on_fit_end(self, trainer: Trainer) -> None:
+    def on_fit_end(self, trainer: TrainerView) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None

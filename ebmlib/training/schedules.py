@@ -22,15 +22,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from .callbacks import Callback
-
-if TYPE_CHECKING:
-    from .loop import Trainer
+from .callbacks import Callback, TrainerView
 
 __all__ = ["LearningRateSchedule", "Constant", "CosineDecay", "LinearWarmUp"]
 
@@ -114,11 +111,11 @@ class LearningRateSchedule(Callback):
         return [float(group["lr"]) for optimizer in self.optimizers for group in optimizer.param_groups]
 
     # ------------------------------------------------------------------ as a callback
-    def on_fit_start(self, trainer: Trainer) -> None:
+    def on_fit_start(self, trainer: TrainerView) -> None:
         self.attach(trainer.recipe.optimizers())
         self.apply(trainer.step, trainer.budget_spent())
 
-    def on_step_end(self, trainer: Trainer, metrics: Mapping[str, Tensor]) -> None:
+    def on_step_end(self, trainer: TrainerView, metrics: Mapping[str, Tensor]) -> None:
         self.apply(trainer.step, trainer.budget_spent())
 
     def state_dict(self) -> dict[str, Any]:

@@ -3,17 +3,37 @@ r"""Switch loss terms on gradually: a warm-up of some weights of a :class:`~ebml
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol, runtime_checkable
 
 from torch import Tensor
 
-from ..losses import WeightedSum
-from .callbacks import Callback
+from .callbacks import Callback, TrainerView
 
-if TYPE_CHECKING:
-    from .loop import Trainer
+__all__ = ["TermWarmUp", "ScalableWeights"]
 
-__all__ = ["TermWarmUp"]
+
+@runtime_checkable
+class ScalableWeights(Protocol):
+    r"""What :class:`~ebmlib.training.TermWarmUp` needs of a loss: named terms whose weights it may scale.
+
+    The loss keeps the full weights and writes its weights itself (it is their
+    one writer); a schedule only sets a factor per term, so term :math:`i` weighs
+    :math:`s_i \bar w_i`. :class:`~ebmlib.losses.WeightedSum` implements it; the
+    training layer names no loss class.
+
+    Examples
+    --------
+    >>> from ebmlib.recipes import jem_loss
+    >>> isinstance(jem_loss(), ScalableWeights)
+    True
+    """
+
+    @property
+    def full_weights(self) -> Mapping[str, float]:
+        """Each term's weight as given (unscaled), by name."""
+
+    def set_weight_scale(self, name: str, factor: float) -> None:
+        """Weigh term ``name`` by ``factor`` times its full weight from now on."""
 
 
 class TermWarmUp(Callback):
@@ -35,12 +55,14 @@ class TermWarmUp(Callback):
     contrastive term makes the noise a flat plateau of high energy.
 
     The weights follow the trainer's step, so a resumed run continues the ramp
-    where it stopped; the full weights are the loss's when the warm-up is made.
+    where it stopped. The loss keeps the full weights and writes the weights
+    (:meth:`~ebmlib.losses.WeightedSum.set_weight_scale`); the warm-up only sets
+    the ramp's factor, so it is no second writer of them.
 
     Parameters
     ----------
     loss : WeightedSum
-        The loss whose weights are ramped (the recipe's).
+        The loss whose weights are ramped (the recipe's); any :class:`~ebmlib.training.warmup.ScalableWeights`.
     terms : sequence of str
         Names of the terms to warm up.
     start, end : int
@@ -50,6 +72,8 @@ class TermWarmUp(Callback):
     ------
     ValueError
         For a name that is not a term of ``loss`` or steps out of order.
+    TypeError
+        If ``loss`` cannot scale its terms' weights (is no :class:`~ebmlib.training.warmup.ScalableWeights`).
 
     Examples
     --------
@@ -64,16 +88,17 @@ class TermWarmUp(Callback):
     (0.5, 0.005)
     """
 
-    def __init__(self, loss: WeightedSum, terms: Sequence[str], start: int, end: int) -> None:
-        if not isinstance(loss, WeightedSum):
-            raise TypeError(f"TermWarmUp ramps the weights of a WeightedSum, got {type(loss).__name__}")
-        unknown = [name for name in terms if name not in loss.weights]
+    def __init__(self, loss: ScalableWeights, terms: Sequence[str], start: int, end: int) -> None:
+        if not isinstance(loss, ScalableWeights):
+            raise TypeError("TermWarmUp ramps the weights of a WeightedSum (a loss with full_weights and "
+                            f"set_weight_scale), got {type(loss).__name__}")
+        unknown = [name for name in terms if name not in loss.full_weights]
         if unknown or not terms:
-            raise ValueError(f"terms must name terms of the loss ({', '.join(loss.weights)}), got {list(terms)}")
+            raise ValueError(f"terms must name terms of the loss ({', '.join(loss.full_weights)}), got {list(terms)}")
         if not (isinstance(start, int) and isinstance(end, int) and 0 <= start <= end):
             raise ValueError(f"need integer steps 0 <= start <= end, got start={start!r}, end={end!r}")
         self.loss = loss
-        self.full_weights = {name: loss.weights[name] for name in terms}
+        self.terms = tuple(terms)
         self.start, self.end = start, end
 
     def factor(self, step: int) -> float:
@@ -85,13 +110,13 @@ class TermWarmUp(Callback):
         return (step - self.start) / (self.end - self.start)
 
     def apply(self, step: int) -> None:
-        """Set the warmed-up terms' weights for ``step``."""
+        """Scale the warmed-up terms' weights for ``step`` (through the loss's ``set_weight_scale``)."""
         factor = self.factor(step)
-        for name, weight in self.full_weights.items():
-            self.loss.weights[name] = weight * factor
+        for name in self.terms:
+            self.loss.set_weight_scale(name, factor)
 
-    def on_fit_start(self, trainer: Trainer) -> None:
+    def on_fit_start(self, trainer: TrainerView) -> None:
         self.apply(trainer.step)
 
-    def on_step_end(self, trainer: Trainer, metrics: Mapping[str, Tensor]) -> None:
+    def on_step_end(self, trainer: TrainerView, metrics: Mapping[str, Tensor]) -> None:
         self.apply(trainer.step)
