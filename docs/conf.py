@@ -7,6 +7,7 @@ Build (offline, every warning an error)::
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -50,9 +51,10 @@ mathjax_path = "mathjax/tex-svg-full.js"
 # build and writes its page (text, code, printed output, figures) to docs/auto_examples/
 # (git-ignored). To add one: a script named plot_<topic>.py whose module docstring starts
 # with a reST title, cells separated by "# %%" comment blocks, figures drawn with
-# matplotlib, every random draw from a seeded generator. It must run within
-# gallery_budget.SECONDS_PER_SCRIPT on CI's 2 cores (the build fails otherwise); ruff
-# checks it with the other examples.
+# matplotlib, every random draw from a seeded generator. It must use at most
+# gallery_budget.SECONDS_PER_SCRIPT seconds of CPU time, run on one torch thread (the build
+# fails otherwise; CPU time, not wall-clock time, so that a busy machine can't fail it);
+# ruff checks it with the other examples.
 sphinx_gallery_conf = {
     "examples_dirs": str(ROOT / "examples" / "gallery"),
     "gallery_dirs": "auto_examples",
@@ -112,7 +114,37 @@ def skip_tuple_fields(app, what, name, obj, skip, options):  # type: ignore[no-u
     return None
 
 
+def skip_torch_members(app, what, name, obj, skip, options):  # type: ignore[no-untyped-def]
+    """Methods and properties a class inherits from torch (``nn.Sequential.append``, ``nn.Module.train``)
+    are torch's to document: the model pages (``MLP``, ``SwishCNN``) list only what ebmlib adds."""
+    function = getattr(obj, "fget", obj)  # a property's getter
+    function = getattr(function, "__func__", function)  # a classmethod's or staticmethod's function
+    if what == "class" and callable(function) and (getattr(function, "__module__", None) or "").startswith("torch."):
+        return True
+    return None
+
+
+LITERAL = re.compile(r"``.+?``")
+"""An inline literal in reST."""
+
+
+def unescape_literal_stars(app, what, name, obj, options, lines):  # type: ignore[no-untyped-def]
+    """Undo the backslash napoleon puts before a ``*`` inside an inline literal.
+
+    Napoleon reads a numpy "Returns" line without a name, such as
+    ``Tensor, shape (n, *event_shape)`` with the shape as a literal, as a comma-separated list of
+    names, and escapes each one that starts with ``*`` as if it were ``*args``. Inside a literal
+    the backslash would show on the page. ebmlib's docstrings never escape a ``*`` inside a
+    literal, so each such backslash is napoleon's. Runs after napoleon (priority 600).
+    """
+    for index, line in enumerate(lines):
+        if "\\*" in line:
+            lines[index] = LITERAL.sub(lambda match: match.group(0).replace("\\*", "*"), line)
+
+
 def setup(app):  # type: ignore[no-untyped-def]
     write_generated_pages(ROOT, DOCS / "_generated")
     app.connect("autodoc-process-docstring", check_docstring)
+    app.connect("autodoc-process-docstring", unescape_literal_stars, priority=600)
     app.connect("autodoc-skip-member", skip_tuple_fields)
+    app.connect("autodoc-skip-member", skip_torch_members)

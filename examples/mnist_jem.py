@@ -55,7 +55,7 @@ from ebmlib.evaluation import (
 )
 from ebmlib.models import ClassifierEnergy, SwishCNN
 from ebmlib.recipes import JEM, Recipe, jem_loss
-from ebmlib.recipes.jem import UNCONDITIONAL_CHAINS
+from ebmlib.recipes.jem import GENERATIVE_TERMS, UNCONDITIONAL_CHAINS
 from ebmlib.samplers import Langevin
 from ebmlib.training import CosineDecay, CSVLogger, TermWarmUp, Trainer, resolve_device, resolve_precision
 from ebmlib.training.distributed import distributed, main_process_first, sharded_loader
@@ -65,7 +65,6 @@ QUICK = {  # tiny subset and few, cheap steps: every output in well under a minu
     "sgld_steps": 5, "buffer_size": 200, "eval_steps": 10, "n_eval_samples": 100, "classifier_epochs": 1,
     "calibration_size": 20, "warm_up": (2, 6),
 }
-GENERATIVE_TERMS = ("p_x", "p_x_given_y", "energy_l2", "energy_l2_given_y")  # jem_loss's terms but p(y|x)
 TARGETS = {  # issue 10's targets for the 10-minute CPU run: (metric, comparison, bound)
     "from_noise/conditional_recognition": (">=", 0.90),
     "from_noise/frechet_distance_ratio": ("<=", 0.10),
@@ -128,6 +127,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--p-x-given-y-weight", type=float, default=0.0, help="weight of the class-conditional term")
     p.add_argument("--unconditional-chains", choices=UNCONDITIONAL_CHAINS, default="mixture",
                    help="p(x)'s chains: Langevin on E(x), or class-conditional chains of uniform classes")
+    p.add_argument("--mixture-steps", type=int, default=0,
+                   help="with --unconditional-chains marginal: steps whose p(x) chains are mixture chains first")
     p.add_argument("--input-noise", type=float, default=0.03, help="std of the Gaussian noise added to data")
     p.add_argument("--eval-steps", type=positive(int), default=256, help="SGLD steps of the evaluation's chains")
     p.add_argument("--n-eval-samples", type=positive(int), default=300, help="chains per start in the evaluation")
@@ -168,7 +169,7 @@ def build_recipe(args: argparse.Namespace, images: torch.Tensor, labels: torch.T
     start = (UniformInit(tuple(images.shape[1:]), -1.0, 1.0) if args.chain_start == "noise"
              else ClassGaussianInit(images, labels, n_classes=10))
     generator = torch.Generator().manual_seed(args.seed + rank)  # each process its own chains
-    class_chains = args.p_x_given_y_weight > 0 or args.unconditional_chains == "mixture"  # slots per class
+    class_chains = args.p_x_given_y_weight > 0 or args.unconditional_chains == "mixture" or args.mixture_steps > 0
     buffer = ReplayBuffer(args.buffer_size, start, args.reinit_prob, n_classes=10 if class_chains else None,
                           generator=generator)
     loss = jem_loss(classification_weight=args.classification_weight, p_x_weight=args.p_x_weight,
@@ -176,7 +177,8 @@ def build_recipe(args: argparse.Namespace, images: torch.Tensor, labels: torch.T
                     positive_regularization_weight=args.positive_regularization)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     return JEM(model, sampler, buffer, optimizer, loss, input_noise_std=args.input_noise,
-               unconditional_chains=args.unconditional_chains, n_negatives=args.n_negatives)
+               unconditional_chains=args.unconditional_chains, n_negatives=args.n_negatives,
+               mixture_steps=args.mixture_steps)
 
 
 class SplitError(ValueError):

@@ -12,10 +12,15 @@ import importlib.util
 import inspect
 import json
 import math
+import os
 import pkgutil
 import re
+import resource
 import runpy
+import subprocess
 import sys
+import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -165,6 +170,304 @@ def test_public_symbol_is_in_api_reference(name):
 
 
 # --------------------------------------------------------------------------------------- the pages' code
+PAGES = sorted([*DOCS.glob("*.rst"), *(DOCS / "tutorials").glob("*.rst")])
+"""Every page whose code a reader copies: ``docs/*.rst`` and ``docs/tutorials/*.rst``."""
+
+PYTHON = {"python", "python3", "py"}
+"""Languages run as Python. Sphinx's ``default`` (of literal ``::`` blocks, unless a ``highlight``
+directive says otherwise) is Python for the code that parses as Python, plain text for the rest."""
+
+
+def is_python(language: str, source: str) -> bool:
+    """Whether Sphinx shows ``source``, highlighted as ``language``, as Python."""
+    if language == "default":
+        try:
+            ast.parse(source)
+        except SyntaxError:
+            return False
+        return True
+    return language in PYTHON
+
+NOT_RUN = re.compile(r"^(\s*)\.\. not-run:(.*)$")
+"""The one marker that exempts a code block: a reST comment ``.. not-run: <reason>`` (invisible in the
+built page) on the line before the block, or before it with blank lines between. Use it sparingly:
+only for code that can't run on its own, and say why."""
+
+PAGE_CPU_SECONDS = 90.0
+"""CPU seconds all the code of one page may use, on one torch thread (CPU time: a busy machine waits, it
+doesn't fail). Measured on a 2-core CPU kept busy by other jobs: the custom-parts tutorial 47 s, the
+quickstart 30 s, the scaling tutorial (two processes under Lightning included) 19 s."""
+
+PAGE_WALL_SECONDS = 900
+"""Wall-clock seconds after which a page's code is stopped: only a hang should reach it."""
+
+LITERALINCLUDE_OPTIONS = {"language", "caption", "start-after", "end-before", "pyobject", "lines", "dedent", "name",
+                          "emphasize-lines", "linenos", "lineno-start"}
+"""The ``literalinclude`` options :func:`included_code` understands (it refuses others rather than guess)."""
+
+
+@dataclass
+class CodeBlock:
+    """One Python code block of a page, as the reader sees it."""
+
+    page: Path
+    line: int  # 1-based line of the directive (or of the paragraph ending in "::")
+    source: str
+    not_run: str | None = None  # the reason given by a ".. not-run:" marker
+
+
+def indented(lines: list[str], start: int, indent: int) -> int:
+    """The index after the block that starts at ``start``: blank lines and lines indented more than ``indent``."""
+    end = start
+    while end < len(lines) and (not lines[end].strip() or len(lines[end]) - len(lines[end].lstrip()) > indent):
+        end += 1
+    return end
+
+
+def block_text(lines: list[str]) -> str:
+    """The lines of a directive's content or literal block, dedented, without blank lines around."""
+    return textwrap.dedent("\n".join(lines)).strip("\n") + "\n"
+
+
+def line_ranges(spec: str, count: int) -> list[int]:
+    """0-based indices of a ``:lines:`` option such as ``1-3,5,8-``."""
+    indices: list[int] = []
+    for part in spec.split(","):
+        low, _, high = part.strip().partition("-")
+        first = int(low) if low else 1
+        last = (int(high) if high else count) if "-" in part else first
+        indices += range(first - 1, last)
+    return indices
+
+
+def included_code(path: Path, options: dict[str, str]) -> str:
+    """The text a ``literalinclude`` of ``path`` with ``options`` shows, selected as Sphinx selects it."""
+    unknown = set(options) - LITERALINCLUDE_OPTIONS
+    if unknown:
+        raise ValueError(f"literalinclude of {path.name}: options {sorted(unknown)} are not understood here")
+    lines = path.read_text().splitlines()
+    if "pyobject" in options:
+        tree = ast.parse(path.read_text())
+        found = [node for node in tree.body if getattr(node, "name", None) == options["pyobject"]]
+        if not found:
+            raise ValueError(f"{path.name} defines no {options['pyobject']}")
+        node = found[0]
+        first = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
+        lines = lines[first - 1: node.end_lineno]
+    if "lines" in options:
+        lines = [lines[i] for i in line_ranges(options["lines"], len(lines))]
+    if "start-after" in options:
+        starts = [i for i, line in enumerate(lines) if options["start-after"] in line]
+        if not starts:
+            raise ValueError(f"{path.name} has no line with {options['start-after']!r}")
+        lines = lines[starts[0] + 1:]
+    if "end-before" in options:
+        ends = [i for i, line in enumerate(lines) if options["end-before"] in line]
+        if not ends:
+            raise ValueError(f"{path.name} has no line with {options['end-before']!r}")
+        lines = lines[: ends[0]]
+    if "dedent" in options:
+        if options["dedent"].strip():
+            width = int(options["dedent"])
+            lines = [line[width:] if not line[:width].strip() else line.lstrip() for line in lines]
+        else:
+            lines = textwrap.dedent("\n".join(lines)).splitlines()
+    return "\n".join(lines).strip("\n") + "\n"
+
+
+def page_code(page: Path, text: str | None = None) -> list[CodeBlock]:
+    """The Python code blocks of a reST page in order: ``code-block`` (and ``code``, ``sourcecode``) in
+    Python, ``literalinclude`` of Python, and literal ``::`` blocks while the page highlights Python."""
+    lines = (page.read_text() if text is None else text).splitlines()
+    blocks: list[CodeBlock] = []
+    highlight, not_run, marker_line, i = "default", None, 0, 0
+    while i < len(lines):
+        line = lines[i]
+        indent = len(line) - len(line.lstrip())
+        marker = NOT_RUN.match(line)
+        directive = re.match(r"\s*\.\. ([\w-]+)::\s*(.*)$", line)
+        if not line.strip():
+            i += 1
+            continue
+        if marker:
+            end = indented(lines, i + 1, indent)
+            reason = " ".join([marker.group(2), *(part.strip() for part in lines[i + 1: end])]).strip()
+            if not reason:
+                raise ValueError(f"{page.name}:{i + 1}: '.. not-run:' must say why the block can't run")
+            not_run, marker_line, i = reason, i + 1, end
+            continue
+        if directive and directive.group(1) == "highlight":
+            highlight, i = directive.group(2).strip(), i + 1
+            continue
+        if directive and directive.group(1) in {"code-block", "code", "sourcecode", "literalinclude"}:
+            start = i + 1
+            options = {}
+            while start < len(lines) and re.match(r"\s+:([\w-]+):(.*)$", lines[start]):
+                name, value = re.match(r"\s+:([\w-]+):(.*)$", lines[start]).groups()
+                options[name] = value.strip()
+                start += 1
+            end = indented(lines, start, indent)
+            if directive.group(1) == "literalinclude":
+                target = page.parent / directive.group(2).strip()
+                language = options.get("language") or ("python" if target.suffix == ".py" else highlight)
+                source = included_code(target, options) if language in PYTHON | {"default"} else ""
+            else:
+                language = directive.group(2).strip() or highlight
+                source = block_text(lines[start:end])
+            if is_python(language, source):
+                blocks.append(CodeBlock(page, i + 1, source, not_run))
+            elif not_run:
+                raise ValueError(f"{page.name}:{marker_line}: '.. not-run:' before a {language} block (never run)")
+            not_run, i = None, end
+            continue
+        if line.rstrip().endswith("::") and not directive and not line.lstrip().startswith(".. "):
+            end = indented(lines, i + 1, indent)
+            if end > i + 1 and is_python(highlight, block_text(lines[i + 1: end])):
+                blocks.append(CodeBlock(page, i + 1, block_text(lines[i + 1: end]), not_run))
+            elif not_run:
+                raise ValueError(f"{page.name}:{marker_line}: '.. not-run:' before a block that is not Python")
+            not_run, i = None, end
+            continue
+        if not_run:
+            raise ValueError(f"{page.name}:{marker_line}: '.. not-run:' must come right before a code block")
+        i += 1
+    if not_run:
+        raise ValueError(f"{page.name}:{marker_line}: '.. not-run:' must come right before a code block")
+    return blocks
+
+
+SCRIPT_NAME = re.compile(r"# ([\w.-]+\.py)\n")
+"""A block that starts with the comment ``# train.py`` is a script of its own, for the reader to save as it says."""
+
+
+def page_scripts(page: Path) -> dict[str, str]:
+    """The Python blocks of ``page`` that run, as scripts, name -> source, in the order the page shows them.
+
+    A block that starts with a ``# <name>.py`` comment is a script of its own. The other blocks, in order,
+    are one script named after the page: what a reader who pastes them into one file gets. Each block is
+    under a comment naming its line on the page.
+    """
+    scripts: dict[str, list[str]] = {}
+    shown = page.relative_to(ROOT) if page.is_relative_to(ROOT) else page.name
+    for block in page_code(page):
+        if block.not_run:
+            continue
+        named = SCRIPT_NAME.match(block.source)
+        name = named.group(1) if named else f"{page.stem}.py"
+        if named and name in scripts:
+            raise ValueError(f"{page.name}:{block.line}: a second script named {name}")
+        scripts.setdefault(name, []).append(f"# {shown}, the block at line {block.line}\n"
+                                            f"{block.source}")
+    return {name: "\n".join(blocks) for name, blocks in scripts.items()}
+
+
+def run_page(name: str, folder: Path) -> tuple[list[subprocess.CompletedProcess[str]], float]:
+    """Run the scripts of ``docs/<name>`` in ``folder`` (files they write stay there), each in a process of its
+    own, as ``python <script>``; the finished processes and the CPU seconds they and their children used."""
+    # One torch thread: small models run fastest so, and CPU time then measures the work, not threads
+    # spinning on shared cores. PYTHONPATH: the ebmlib of this checkout.
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(
+        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]), "MPLBACKEND": "Agg"}
+    finished = []
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    for script, source in page_scripts(DOCS / name).items():
+        (folder / script).write_text(source)
+        finished.append(subprocess.run([sys.executable, script], cwd=folder, env=environment, capture_output=True,
+                                       text=True, timeout=PAGE_WALL_SECONDS))
+        if finished[-1].returncode != 0:
+            break
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return finished, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+
+
+PAGES_WITH_CODE = [page.relative_to(DOCS).as_posix() for page in PAGES
+                   if any(not block.not_run for block in page_code(page))]
+
+
+def test_page_code_is_found_on_the_pages_that_show_code():
+    assert {"quickstart.rst", "concepts.rst", "tutorials/custom_parts.rst", "tutorials/diagnosing.rst"} <= set(
+        PAGES_WITH_CODE)
+
+
+@pytest.mark.parametrize("name", PAGES_WITH_CODE)
+def test_page_code_runs_as_shown_with_its_imports(name, tmp_path):
+    finished, cpu_seconds = run_page(name, tmp_path)
+    for process in finished:
+        assert process.returncode == 0, f"the code of {name} fails ({process.args[-1]}):\n{process.stderr[-3000:]}"
+    assert cpu_seconds < PAGE_CPU_SECONDS, (
+        f"the code of {name} took {cpu_seconds:.0f} CPU seconds; keep a page's code within "
+        f"{PAGE_CPU_SECONDS:g} s (fewer steps), or the tests get slow")
+
+
+def test_page_code_reader_finds_python_blocks_and_honours_markers(tmp_path):
+    script = tmp_path / "script.py"
+    script.write_text("import math\n# [a-start]\nradius = 2.0\n# [a-end]\n\ndef area(r):\n    return math.pi * r**2\n"
+                      "\nif __name__ == '__main__':\n    # [b-start]\n    print(area(radius))\n    # [b-end]\n")
+    page = tmp_path / "page.rst"
+    text = """Title
+=====
+
+.. code-block:: python
+
+   x = 1
+
+.. code-block:: bash
+
+   echo not python
+
+A literal block::
+
+   y = x + 1
+
+A command, which Sphinx shows as text::
+
+   pip install -e ".[vision]"
+
+.. not-run: needs a GPU
+   that the tests don't have.
+
+.. code-block:: python
+   :caption: on CUDA
+
+   z = torch.ones(1, device="cuda")
+
+.. literalinclude:: script.py
+   :language: python
+   :start-after: # [a-start]
+   :end-before: # [a-end]
+
+.. literalinclude:: script.py
+   :pyobject: area
+
+.. literalinclude:: script.py
+   :start-after: # [b-start]
+   :end-before: # [b-end]
+   :dedent: 4
+
+.. highlight:: text
+
+Output::
+
+   not python either
+"""
+    blocks = page_code(page, text)
+    assert [block.source for block in blocks] == [
+        "x = 1\n", "y = x + 1\n", 'z = torch.ones(1, device="cuda")\n', "radius = 2.0\n",
+        "def area(r):\n    return math.pi * r**2\n", "print(area(radius))\n"]
+    assert [block.not_run for block in blocks] == [None, None, "needs a GPU that the tests don't have.", None, None,
+                                                   None]
+    assert [block.line for block in blocks] == [4, 12, 23, 28, 33, 36]
+    page.write_text(text + "\n.. code-block:: python\n\n   # train.py\n   import math\n")
+    assert list(page_scripts(page)) == ["page.py", "train.py"]
+    assert page_scripts(page)["train.py"].endswith("# train.py\nimport math\n")
+    with pytest.raises(ValueError, match="must say why"):
+        page_code(page, ".. not-run:\n\n.. code-block:: python\n\n   x = 1\n")
+    with pytest.raises(ValueError, match="right before a code block"):
+        page_code(page, ".. not-run: stale\n\nA paragraph.\n\n.. code-block:: python\n\n   x = 1\n")
+    with pytest.raises(ValueError, match="not understood"):
+        page_code(page, ".. literalinclude:: script.py\n   :diff: other.py\n")
+
+
 def load_script(name: str) -> ModuleType:
     """Import ``docs/scripts/<name>.py`` as a module (the scripts are not a package)."""
     spec = importlib.util.spec_from_file_location(f"docs_scripts_{name}", SCRIPTS / f"{name}.py")
@@ -378,7 +681,45 @@ def test_mnist_page_shows_the_command_of_each_run():
         "python3 examples/mnist_jem.py --data-dir data --out 'runs/seed 2' --seed 2")
     assert tables.command_line({**defaults[1], "resume": True}, defaults) == "python3 examples/mnist_jem.py --quick"
     assert tables.command_line({**defaults[0], "generation_steps": 60}, defaults) is None  # an older example
+    # metrics.json writes an option of several values as a list: the default's list adds no flag
+    assert tables.command_line({**defaults[0], "warm_up": list(defaults[0]["warm_up"])}, defaults) == (
+        "python3 examples/mnist_jem.py")
+    assert tables.command_line({**defaults[0], "warm_up": [100, 300]}, defaults) == (
+        "python3 examples/mnist_jem.py --warm-up 100 300")
     assert "no command is shown" in tables.run_commands([{"settings": {"epochs": 3}}], defaults)
+
+
+def extras() -> dict[str, str]:
+    """``[project.optional-dependencies]`` of pyproject.toml, name -> its line (read without tomllib, for 3.10)."""
+    text = (ROOT / "pyproject.toml").read_text()
+    section = text.split("[project.optional-dependencies]\n", 1)[1].split("\n[", 1)[0]
+    return dict(re.findall(r"^([\w-]+) = (\[.*\])$", section, re.MULTILINE))
+
+
+def test_the_install_table_lists_every_extra_with_what_it_adds():
+    assert {"vision", "test", "docs", "tensorboard", "lightning", "dev"} <= set(extras())
+    index = (DOCS / "index.rst").read_text()
+    rows = dict(re.findall(r"^   \* - ``([\w-]+)``\n     - (.+\n(?:       .+\n)*)", index, re.MULTILINE))
+    assert set(rows) == set(extras()), "docs/index.rst's install table must list every extra of pyproject.toml"
+    for name, requirements in extras().items():
+        for package in re.findall(r'"([A-Za-z][\w-]*)', requirements):
+            shown = package.split("[")[0] if package != "ebmlib" else None
+            if shown:
+                assert shown in rows[name], f"the {name} extra adds {shown}; the install table doesn't say so"
+        for included in re.findall(r"ebmlib\[([\w,]+)\]", requirements):
+            for other in included.split(","):
+                assert f"``{other}``" in rows[name], f"the {name} extra includes {other}; the table doesn't say so"
+
+
+def test_the_docs_name_no_folder_of_the_machine_that_built_them():
+    # Data come from the package (ebmlib.data.SUBSETS_ROOT) or a folder the reader names (--data-dir DIR).
+    sources = [path for path in DOCS.rglob("*") if path.suffix in {".rst", ".py", ".json", ".md", ".txt"}
+               and not {"_build", "generated", "_generated", "auto_examples"} & set(path.relative_to(DOCS).parts)]
+    assert any(path.name == "metrics.json" for path in sources)
+    for path in sources:
+        text = path.read_text()
+        for folder in ("../shared", "/shared/", "/work/", "/tmp/", "/home/"):
+            assert folder not in text, f"{path.relative_to(ROOT)} names {folder!r}, a folder of one machine"
 
 
 def test_the_committed_mnist_run_fills_every_table():

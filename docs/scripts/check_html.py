@@ -14,6 +14,12 @@ Every ``*.html`` page under the folder is read (``_static`` left out) and these 
   is furo's escape hatch and is accepted;
 - reST markup shown as text (double backquotes, or a role such as ``:class:`` followed by a
   backquote, outside code): a docstring or page the parser did not read as intended;
+- reST escapes shown as text (a backslash before ``*``, ``_``, a backquote or ``|``, in text or
+  inline code, not in code blocks or formulas), such as ``\\*event_shape``: an escape inside a
+  literal, where reST keeps the backslash (napoleon writes one into unnamed "Returns" lines of
+  numpy docstrings; docs/conf.py takes it out again);
+- doubled parentheses (``jem_loss() ()``, outside code blocks): a role that adds ``()`` to a
+  function's name, followed by ``()`` written by hand;
 - formulas (``class="math"``) on a page that does not load MathJax from a file of the build:
   offline, or with the file missing, they show as raw ``\\(...\\)`` LaTeX;
 - scripts and stylesheets loaded from the network (``http://``, ``https://``, ``//``), such as
@@ -39,8 +45,21 @@ FURO_ESCAPE_HATCH = "this-will-duplicate-information-and-it-is-still-useful-here
 RAW_MARKUP = re.compile(r"``|:[a-z]+(?::[a-z]+)?:`")
 """reST that should have become markup: inline literals, and roles such as ``:class:`` + backquote."""
 
+ESCAPED_MARKUP = re.compile(r"\\[*_`|]\S*")
+"""A reST escape shown as text: a backslash before a markup character, such as ``\\*event_shape``."""
+
+DOUBLED_PARENTHESES = re.compile(r"[^\s\0]{0,40}\(\)\s*\(\)")
+"""A call written twice, such as ``jem_loss() ()``: the ``:func:`` role adds ``()`` and the text adds more."""
+
 CODE_TAGS = frozenset({"pre", "code", "kbd", "samp", "tt", "script", "style", "textarea"})
 """Elements whose text is shown (or run) as written, so reST-looking text in them is fine."""
+
+INLINE_CODE_TAGS = CODE_TAGS - {"pre", "script", "style", "textarea"}
+"""Code within a sentence, read with the text around it; in code blocks ``f()()`` may well be meant."""
+
+BLOCK_TAGS = frozenset({"p", "div", "dd", "dt", "li", "td", "th", "h1", "h2", "h3", "h4", "h5", "h6", "section",
+                        "article", "aside", "nav", "figcaption", "caption", "blockquote", "br", "table", "tr"})
+"""Elements that end a run of text: parentheses on either side of one are not one phrase."""
 
 
 @dataclass
@@ -52,6 +71,8 @@ class PageContents:
     tables_of_contents: int = 0
     formulas: int = 0
     raw_markup: list[str] = field(default_factory=list)
+    escaped_markup: list[str] = field(default_factory=list)
+    doubled_parentheses: list[str] = field(default_factory=list)
     scripts: list[str] = field(default_factory=list)
     stylesheets: list[str] = field(default_factory=list)
     images: list[str] = field(default_factory=list)
@@ -63,7 +84,8 @@ class PageReader(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.page = PageContents()
-        self.open_code: list[str] = []
+        self.open_code: list[str] = []  # the code (and formula) elements around the current text
+        self.text: list[str] = []  # the page's text outside code blocks and formulas; NUL between blocks
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         attributes = {name: value or "" for name, value in attrs}
@@ -72,7 +94,11 @@ class PageReader(HTMLParser):
         self.page.problematic += "problematic" in classes
         self.page.tables_of_contents += "contents" in classes and FURO_ESCAPE_HATCH not in classes
         self.page.formulas += "math" in classes
-        if tag in CODE_TAGS:
+        if tag in BLOCK_TAGS:
+            self.text.append("\0")
+        if tag in CODE_TAGS or "math" in classes:  # a formula's text is LaTeX, for MathJax to read
+            if "math" in classes:
+                self.text.append("formula")  # it reads as words: "f() (x)" is no doubled "()"
             self.open_code.append(tag)
         if tag == "script" and attributes.get("src"):
             self.page.scripts.append(attributes["src"])
@@ -82,6 +108,8 @@ class PageReader(HTMLParser):
             self.page.images.append(attributes["src"])
 
     def handle_endtag(self, tag: str) -> None:
+        if tag in BLOCK_TAGS:
+            self.text.append("\0")
         if tag in self.open_code:
             while self.open_code.pop() != tag:
                 pass
@@ -89,6 +117,14 @@ class PageReader(HTMLParser):
     def handle_data(self, data: str) -> None:
         if not self.open_code and RAW_MARKUP.search(data):
             self.page.raw_markup.append(" ".join(data.split())[:80])
+        if set(self.open_code) <= INLINE_CODE_TAGS:  # text or inline code, not a code block or a formula
+            self.page.escaped_markup += ESCAPED_MARKUP.findall(data)
+            self.text.append(data)
+
+    def close(self) -> None:
+        super().close()
+        text = "".join(self.text)
+        self.page.doubled_parentheses += [" ".join(m.group(0).split()) for m in DOUBLED_PARENTHESES.finditer(text)]
 
 
 def is_remote(url: str) -> bool:
@@ -124,6 +160,10 @@ def check_page(page: Path, root: Path, found: PageContents | None = None) -> lis
         problems.append(f"{name}: {found.problematic} piece(s) of 'problematic' markup shown in red")
     for text in found.raw_markup:
         problems.append(f"{name}: reST markup shown as text: {text!r}")
+    for text in found.escaped_markup:
+        problems.append(f"{name}: reST escape shown as text: {text!r} (a backslash the parser did not remove)")
+    for text in found.doubled_parentheses:
+        problems.append(f"{name}: doubled parentheses: {text!r} (a :func: or :meth: role already adds '()')")
     if found.tables_of_contents:
         problems.append(f"{name}: a '.. contents::' table of contents, which furo covers with a red ERROR box "
                         "(furo shows the page's contents in its sidebar; remove the directive)")

@@ -2,13 +2,14 @@
 
 The page ``docs/tutorials/custom_parts.rst`` shows this file piece by piece. Run it
 to train on the checkerboard and draw ``docs/_static/generated/custom_parts.png``
-(about 15 s on one CPU core)::
+(under a minute of CPU time on one core)::
 
     python3 docs/scripts/custom_parts.py
 """
 
 from __future__ import annotations
 
+# [imports-start]
 import torch
 from torch import Tensor, nn
 
@@ -18,6 +19,7 @@ from ebmlib.models import MLP, EnergyModel
 from ebmlib.samplers import ChainState, Sampler, StepInfo, energy_and_grad
 from ebmlib.training import Trainer
 
+# [imports-end]
 # [energy-model-start]
 
 

@@ -9,6 +9,7 @@ training" tutorial, which stops a run whose energies run away.
 
 from __future__ import annotations
 
+# [imports-start]
 from collections.abc import Callable
 
 import torch
@@ -20,6 +21,7 @@ from ebmlib.losses import ContrastiveDivergence, EnergyRegularization
 from ebmlib.models import MLP
 from ebmlib.training import Trainer
 
+# [imports-end]
 # [runs-start]
 RUNS = {
     "healthy (quickstart)": {"regularization": 0.1, "step_size": 0.01, "n_steps": 20},

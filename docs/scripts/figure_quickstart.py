@@ -1,6 +1,6 @@
 """Draw docs/_static/generated/quickstart.png: the quickstart's data, learned density and samples.
 
-Runs ``quickstart.py`` exactly as the Quickstart page shows it (about 10 s on one core).
+Runs ``quickstart.py`` exactly as the Quickstart page shows it (1 minute, 30 s of CPU time, on a busy 2-core CPU).
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ from ebmlib.losses import ContrastiveDivergence, EnergyRegularization
 from ebmlib.models import MLP
 from ebmlib.training import Trainer
 
+torch.set_num_threads(1)  # a small model: one thread is fastest, and never spins on busy cores
 torch.manual_seed(0)  # the network's initial weights and the buffer's first chains
 # Data: 1000 batches of 128 points from a mixture of eight Gaussians on a circle.
 data = torch.Generator().manual_seed(0)

@@ -335,13 +335,18 @@ def command_line(settings: dict[str, Any], defaults: tuple[dict[str, Any], dict[
             continue
         if name not in base:
             return None
-        if value == base[name]:
+        default = base[name]
+        if isinstance(value, list | tuple) and isinstance(default, list | tuple):  # nargs: JSON writes a list
+            value, default = list(value), list(default)
+        if value == default:
             continue
         flag = "--" + name.replace("_", "-")
         if isinstance(value, bool):
             if not value:
                 return None  # no flag turns an option off
             parts.append(flag)
+        elif isinstance(value, list):  # an option with several values: --warm-up 200 600
+            parts.append(" ".join([flag, *(shlex.quote(str(v)) for v in value)]))
         else:
             parts.append(f"{flag} {shlex.quote(str(value))}")
     return " ".join(parts)

@@ -30,7 +30,15 @@ from .pictures import (
     save_training_curves,
     training_curve_panels,
 )
-from .report import ClassifierEnergyReport, evaluate_classifier_energy, evaluate_jem, save_report_pictures
+from .report import (
+    ClassifierEnergyReport,
+    SampleJudge,
+    classification_metrics,
+    evaluate_classifier_energy,
+    evaluate_jem,
+    ood_metrics,
+    save_report_pictures,
+)
 from .sample_quality import (
     FeatureClassifier,
     feature_frechet_distance,
@@ -54,4 +62,5 @@ __all__ = [
     "image_grid", "save_image_grid", "save_chain_evolution", "save_sample_comparison", "save_energy_histogram",
     "save_training_curves", "training_curve_panels",
     "evaluate_classifier_energy", "evaluate_jem", "ClassifierEnergyReport", "save_report_pictures",
+    "classification_metrics", "ood_metrics", "SampleJudge",
 ]

@@ -333,7 +333,7 @@ def ood_metrics(
     energies : dict
         ``"test_images"`` and ``<set>`` -> :math:`E(x)` of the images.
     hardest_cases : dict
-        ``"test_images"`` -> the :data:`HARDEST_CASES` images of highest energy, and
+        ``"test_images"`` -> the ``HARDEST_CASES`` (20) images of highest energy, and
         ``<set>`` -> the set's images of lowest energy, worst first.
 
     Examples

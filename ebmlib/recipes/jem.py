@@ -90,6 +90,9 @@ def jem_loss(
     )
 
 
+GENERATIVE_TERMS = ("p_x", "p_x_given_y", "energy_l2", "energy_l2_given_y")
+"""The terms of :func:`jem_loss` other than the classifier's ``p_y_given_x``: those a warm-up ramps in."""
+
 UNCONDITIONAL_CHAINS = ("marginal", "mixture")
 """The kinds of chains :class:`JEM` can run for :math:`p(x)` (its ``unconditional_chains``)."""
 
@@ -113,7 +116,7 @@ class JEM(EBM):
         Give it ``n_classes`` for class-conditional chains.
     optimizer : torch.optim.Optimizer
     loss : Loss, optional
-        Default :func:`jem_loss` ``()``: cross-entropy + CD.
+        Default ``jem_loss()``: cross-entropy + CD (:func:`jem_loss`).
     input_noise_std : float
         JEM adds noise of std 0.03 to data.
     unconditional_chains : {"marginal", "mixture"}
@@ -157,6 +160,8 @@ class JEM(EBM):
     >>> metrics = jem.training_step(x, y, generator=torch.Generator().manual_seed(0))
     >>> jem.classify(x).shape, jem.generate(4, y=torch.tensor([0, 1, 2, 0])).shape
     (torch.Size([8]), torch.Size([4, 1, 2, 2]))
+    >>> jem.generate(4, chains="mixture").shape  # uniform classes, then chains on E(x, y)
+    torch.Size([4, 1, 2, 2])
     """
 
     model: ClassifierEnergy
@@ -262,21 +267,7 @@ class JEM(EBM):
         ``chains`` (default ``unconditional_chains``) is ``"marginal"``, Langevin on the
         model's own :math:`E(x)`, or ``"mixture"``: classes drawn uniformly (on
         ``generator``'s device), then chains on :math:`E(x, y)`, like the ``p_x`` term's
-        negatives of that kind.
-
-        Examples
-        --------
-        >>> import torch
-        >>> from torch import nn
-        >>> from ebmlib.buffers import ReplayBuffer, UniformInit
-        >>> from ebmlib.models import ClassifierEnergy
-        >>> from ebmlib.samplers import Langevin
-        >>> model = ClassifierEnergy(nn.Sequential(nn.Flatten(), nn.Linear(4, 3)), n_classes=3)
-        >>> jem = JEM(model, Langevin(step_size=1.0, noise_std=0.01, n_steps=5),
-        ...           ReplayBuffer(30, UniformInit((1, 2, 2)), n_classes=3),
-        ...           torch.optim.Adam(model.parameters()), unconditional_chains="mixture")
-        >>> jem.generate(4, chains="marginal", generator=torch.Generator().manual_seed(0)).shape
-        torch.Size([4, 1, 2, 2])
+        negatives of that kind (see the class's example).
         """
         check_generator(generator)
         kind = self.unconditional_chains if chains is None else check_choice(chains, UNCONDITIONAL_CHAINS, "chains")

@@ -1,4 +1,5 @@
-"""Samplers: Langevin/SGLD, MALA and HMC behind one interface, with opt-in fast paths."""
+"""Samplers: Langevin/SGLD, MALA, HMC, NUTS, annealed and underdamped Langevin and parallel tempering behind one
+interface, with opt-in fast paths (one declaration, :class:`~ebmlib.samplers.base.FastPaths`)."""
 
 from .acceleration import PRECISIONS
 from .annealed_langevin import AnnealedLangevin, AnnealedState
