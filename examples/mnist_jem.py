@@ -8,7 +8,8 @@ dominates, the generative terms shape the rest), the generative terms ramped in 
 (``TermWarmUp``). Each step reads 128 images and runs 64 chains. The negatives are SGLD chains (bf16
 gradients) kept in a replay buffer that starts, and restarts (p = 0.02 per visit), from uniform noise, as
 in JEM; they run on ``E(x, y)`` for uniformly drawn classes ``y`` (``JEM(unconditional_chains="mixture")``;
-``marginal`` runs them on ``E(x)``); ``--p-x-given-y-weight`` adds a class-conditional term. The last 500
+``marginal`` runs them on ``E(x)``, after ``--mixture-steps`` of mixture chains); ``--p-x-given-y-weight`` adds
+a class-conditional term. SGLD runs in bf16 where the device computes it natively, else float32. The last 500
 training images are held out to fit the softmax temperature of the calibrated ECE. Everything below is
 library code; this script only wires it.
 
