@@ -391,6 +391,11 @@ def test_page_code_is_found_on_the_pages_that_show_code():
 
 @pytest.mark.parametrize("name", PAGES_WITH_CODE)
 def test_page_code_runs_as_shown_with_its_imports(name, tmp_path):
+    sources = "\n".join(page_scripts(DOCS / name).values())
+    for package in ("lightning", "tensorboard", "matplotlib"):  # optional: the test extra installs each
+        imported = re.search(rf"^\s*(?:import|from) {package}\b", sources, flags=re.M)
+        if imported and importlib.util.find_spec(package) is None:
+            pytest.skip(f"the code of {name} imports {package}: pip install -e '.[test]'")
     finished, cpu_seconds = run_page(name, tmp_path)
     for process in finished:
         assert process.returncode == 0, f"the code of {name} fails ({process.args[-1]}):\n{process.stderr[-3000:]}"

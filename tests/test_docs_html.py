@@ -265,6 +265,7 @@ def test_gallery_scripts_are_run_by_the_build_and_have_a_title():
 
 
 def test_gallery_time_budget_warns_only_past_its_budget(monkeypatch, caplog):
+    pytest.importorskip("sphinx", reason="docs/scripts/gallery_budget.py needs sphinx: pip install -e '.[test]'")
     budget = load_docs_script("gallery_budget")
     cpu = iter([100.0, 100.0 + budget.SECONDS_PER_SCRIPT - 1, 200.0, 200.0 + budget.SECONDS_PER_SCRIPT + 5])
     monkeypatch.setattr(budget.time, "process_time", lambda: next(cpu))
