@@ -17,29 +17,15 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from ebmlib.buffers import ReplayBuffer, UniformInit
 from ebmlib.checkpoint import CheckpointError
-from ebmlib.models import MLP, NetworkEnergy
-from ebmlib.recipes import EBM
-from ebmlib.samplers import Langevin
 from ebmlib.training import Trainer
 
 lightning = pytest.importorskip("lightning", reason="needs lightning: pip install -e '.[test]'")
 from ebmlib.training.lightning import RecipeModule  # noqa: E402
+from tests.test_loggers import data, make_ebm  # noqa: E402  (the toy EBM and data of the logger tests)
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = {"logger": False, "enable_progress_bar": False, "enable_model_summary": False}
-
-
-def make_ebm(seed: int = 0) -> EBM:
-    torch.manual_seed(seed)
-    model = NetworkEnergy(MLP(2, 1, hidden=16))
-    buffer = ReplayBuffer(64, UniformInit((2,), -3, 3), generator=torch.Generator().manual_seed(seed))
-    return EBM(model, Langevin(step_size=0.01, n_steps=3), buffer, torch.optim.Adam(model.parameters(), lr=1e-2))
-
-
-def data(n: int = 48) -> torch.Tensor:
-    return torch.randn(n, 2, generator=torch.Generator().manual_seed(1)) * 0.5 + 1.0
 
 
 def shuffled(n: int = 48) -> DataLoader:

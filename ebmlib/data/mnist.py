@@ -261,7 +261,8 @@ def _stored(path: Path) -> Path:
 def _read_idx(path: Path, ndim: int) -> Tensor:
     """An IDX file of unsigned bytes (uncompressed, or ``path.gz``) as a uint8 tensor of ``ndim`` dimensions."""
     path = _stored(path)
-    data = (gzip.open if path.suffix == ".gz" else open)(path, "rb").read()
+    with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as file:
+        data = file.read()
     if len(data) < 4 + 4 * ndim or data[:4] != bytes([0, 0, 8, ndim]):
         raise ValueError(f"{path.name} is not an IDX file of unsigned bytes with {ndim} dimensions")
     shape = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]

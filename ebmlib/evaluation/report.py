@@ -235,9 +235,8 @@ def evaluate_classifier_energy(
     started = time.perf_counter()
     n_classes = _check_report_inputs(model, test_images, test_labels, buffer_samples, buffer_labels, n_samples,
                                      unconditional_chains, n_steps, n_snapshots)
-    if noise is None:  # uniform over the images' range
-        noise = UniformInit(tuple(test_images.shape[1:]), float(test_images.min()), float(test_images.max()))
-    noise = noise.to(device=test_images.device, dtype=test_images.dtype)
+    noise = (_uniform_over(test_images) if noise is None else noise).to(device=test_images.device,
+                                                                        dtype=test_images.dtype)
     starts = {"noise": noise} if starts is None else starts
     if not starts:
         raise ValueError("starts must name at least one Initializer, got an empty mapping")
@@ -454,18 +453,17 @@ def _chains_from(
         metrics[f"{prefix}/conditional_recognition{suffix}"] = recognition_rate(judge_of.judge, at[step], intended,
                                                                                 judge_of.batch_size)
     metrics[f"{prefix}/conditional_frechet_distance"] = judge_of.frechet_distance(at[n_steps])
-    kinds = ["marginal"] if unconditional_chains == "marginal" else ["mixture", "marginal"]
-    for kind in kinds:  # the recipe's kind (its name without a suffix), then chains on E(x) itself
+    for kind in dict.fromkeys([unconditional_chains, "marginal"]):  # the recipe's kind, then chains on E(x)
         chains.bar.set_description(f"evaluation: {kind} chains {prefix}")
         classes = torch.randint(n_classes, (n_samples,), generator=generator, device=device) \
             if kind == "mixture" else None
         x = chains.run(initializer(n_samples, classes, generator).to(dtype), classes)[n_steps]
+        recipes_kind = kind == unconditional_chains  # judged as <prefix>/...; chains on E(x) as <prefix>/marginal/...
+        names = ([prefix] if recipes_kind else []) + ([f"{prefix}/marginal"] if kind == "marginal" else [])
         verdict = judge_of.unconditional(x)
-        names = [prefix, f"{prefix}/marginal"] if kind == unconditional_chains == "marginal" else \
-            [prefix if kind == unconditional_chains else f"{prefix}/marginal"]
         for name in names:
             metrics.update({f"{name}/{key}": value for key, value in verdict.items()})
-        report.samples[f"{prefix}/unconditional" if names[0] == prefix else names[0]] = x
+        report.samples[f"{prefix}/unconditional" if recipes_kind else f"{prefix}/marginal"] = x
         report.energies[names[0]] = batched(chains.model.energy, x, judge_of.batch_size)
 
 
@@ -485,6 +483,11 @@ def _judge_buffer(
         report.labels["buffer"] = buffer_labels
         metrics["buffer/conditional_recognition"] = recognition_rate(judge_of.judge, buffer_samples,
                                                                             buffer_labels, judge_of.batch_size)
+
+
+def _uniform_over(images: Tensor) -> UniformInit:
+    """Uniform noise over the images' range of values (``[-1, 1]`` for images scaled so)."""
+    return UniformInit(tuple(images.shape[1:]), float(images.min()), float(images.max()))
 
 
 def _check_report_inputs(
@@ -570,9 +573,8 @@ def evaluate_jem(
     ['buffer', 'from_initializer', 'from_noise']
     """
     buffer = recipe.buffer
-    noise = buffer.initializer if isinstance(buffer.initializer, UniformInit) else None  # None: the images' range
-    starts: dict[str, Initializer] = {"noise": noise or UniformInit(
-        tuple(test_images.shape[1:]), float(test_images.min()), float(test_images.max()))}
+    noise = buffer.initializer if isinstance(buffer.initializer, UniformInit) else _uniform_over(test_images)
+    starts: dict[str, Initializer] = {"noise": noise}
     if include_initializer:
         starts["initializer"] = buffer.initializer
     starts.update(extra_starts or {})
