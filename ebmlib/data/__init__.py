@@ -15,10 +15,12 @@ from .mnist import (
     mnist_raw_folder,
     raw_folder,
 )
+from .splits import DataSplits, SplitError, load_splits
 from .toy import TOY_DISTRIBUTIONS, checkerboard, eight_gaussians, rings, sample_toy, two_moons
 
 __all__ = [
     "TOY_DISTRIBUTIONS", "sample_toy", "eight_gaussians", "two_moons", "rings", "checkerboard",
     "DATASETS", "load_dataset", "download_dataset", "raw_folder", "class_names", "DatasetNotFoundError",
     "load_mnist", "mnist_raw_folder", "MNIST_FILES", "MNISTNotFoundError", "SUBSETS", "SUBSETS_ROOT", "default_root",
+    "load_splits", "DataSplits", "SplitError",
 ]

@@ -272,6 +272,25 @@ class Trainer:
         """Training time so far; with several processes, the slowest one's at the last refresh (agreed by all)."""
         return self.clock.seconds if self.process.world_size == 1 else self._agreed_seconds
 
+    def summary(self) -> dict[str, Any]:
+        """What a run's report states of its training: ``steps``, ``epochs``, ``training_seconds``,
+        ``divergence_recoveries`` and ``device``.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from ebmlib import EBM, Langevin, ReplayBuffer, UniformInit
+        >>> from ebmlib.models import MLP, NetworkEnergy
+        >>> model = NetworkEnergy(MLP(2, 1))
+        >>> buffer = ReplayBuffer(16, UniformInit((2,)))
+        >>> recipe = EBM(model, Langevin(0.1, n_steps=2), buffer, torch.optim.Adam(model.parameters()))
+        >>> Trainer(recipe, device="cpu", progress=False).summary()
+        {'steps': 0, 'epochs': 0, 'training_seconds': 0.0, 'divergence_recoveries': 0, 'device': 'cpu'}
+        """
+        return {"steps": self.step, "epochs": self.epoch, "training_seconds": self.elapsed_seconds,
+                "divergence_recoveries": self.divergence_guard.recoveries if self.divergence_guard else 0,
+                "device": str(self.device)}
+
     def budget_spent(self) -> float:
         """The fraction of the current ``fit``'s budget used (the same on every process)."""
         return self.budget.spent(self.step, self.elapsed_seconds)
