@@ -34,7 +34,7 @@ def accuracy(logits: Tensor, labels: Tensor) -> Tensor:
     Returns
     -------
     Tensor
-        Scalar in ``[0, 1]``.
+        Scalar in ``[0, 1]``: the share of rows whose largest entry is at the label.
 
     Examples
     --------
@@ -70,7 +70,7 @@ def expected_calibration_error(probabilities: Tensor, labels: Tensor, n_bins: in
     Returns
     -------
     Tensor
-        Scalar in ``[0, 1]``.
+        Scalar in ``[0, 1]``: the gap between confidence and accuracy, averaged over the bins by their counts.
 
     Examples
     --------

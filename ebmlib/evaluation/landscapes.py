@@ -161,6 +161,7 @@ def save_energy_landscape(
     Returns
     -------
     Path
+        The PNG written: the energy's contour plot, with the samples on top.
 
     Examples
     --------
@@ -239,6 +240,7 @@ def save_chain_traces(trajectory: Tensor, path: PathLike, n_chains: int = 8, rec
     Returns
     -------
     Path
+        The PNG written: one trace per chain, in the plane of the first two coordinates.
 
     Examples
     --------

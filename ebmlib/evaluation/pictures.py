@@ -150,6 +150,7 @@ def save_chain_evolution(
     Returns
     -------
     Path
+        The PNG written: one row per chain, one column per recorded step.
 
     Examples
     --------
@@ -204,6 +205,7 @@ def save_sample_comparison(
     Returns
     -------
     Path
+        The PNG written: one grid per panel, side by side.
 
     Examples
     --------
@@ -253,6 +255,7 @@ def save_energy_histogram(
     Returns
     -------
     Path
+        The PNG written: the histograms on shared axes.
 
     Raises
     ------
@@ -352,6 +355,7 @@ def save_training_curves(
     Returns
     -------
     Path
+        The PNG written: one panel per metric.
 
     Examples
     --------

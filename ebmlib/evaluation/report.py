@@ -214,6 +214,7 @@ def evaluate_classifier_energy(
     Returns
     -------
     ClassifierEnergyReport
+        The metrics under flat names, and the samples and scores the pictures show.
 
     Examples
     --------
@@ -554,6 +555,7 @@ def evaluate_jem(
     Returns
     -------
     ClassifierEnergyReport
+        As :func:`evaluate_classifier_energy` returns it, with the recipe's own chains measured too.
 
     Examples
     --------

@@ -195,7 +195,7 @@ def recognition_rate(classifier: nn.Module, samples: Tensor, intended: Tensor, b
     Returns
     -------
     Tensor
-        Scalar in ``[0, 1]``.
+        Scalar in ``[0, 1]``: the share of samples the classifier assigns to the class they were drawn for.
 
     Examples
     --------
