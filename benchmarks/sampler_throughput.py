@@ -1,8 +1,9 @@
 """Sampler throughput: ebmlib's samplers and fast paths against a bare PyTorch SGLD loop.
 
 The network is the MNIST swish CNN (``SwishCNN(width=32)`` read as a ``ClassifierEnergy``, the example's at twice its
-default width; 28x28 inputs). In one run the script times, interleaved (each round visits every
-variant once, in a rotated order) and reports medians over rounds:
+default width; 28x28 inputs); with ``--image 32x32x3``, a small Wide ResNet on CIFAR-sized inputs
+(``WideResNet(depth=16, width=2)``, JEM's WRN-28-10 shape at 2% of its parameters). In one run the script
+times, interleaved (each round visits every variant once, in a rotated order) and reports medians over rounds:
 
 - ``bare``: a hand-written SGLD loop (``requires_grad_``, ``torch.autograd.grad``,
   update, ``detach``), the baseline; ``bare bf16``: the same loop under bf16 autocast;
@@ -24,6 +25,7 @@ Usage::
     python3 benchmarks/sampler_throughput.py                     # full CPU run, writes results/cpu.{json,md}
     python3 benchmarks/sampler_throughput.py --quick             # batch 128, 20 steps, 3 rounds: about a minute
     python3 benchmarks/sampler_throughput.py --device cuda       # on a GPU, writes results/cuda.{json,md}
+    python3 benchmarks/sampler_throughput.py --image 32x32x3 --quick  # the Wide ResNet, writes results/cpu_32x32x3.*
     python3 benchmarks/sampler_throughput.py --threads 1 --batch-sizes 128 --steps 20 --rounds 7 --skip-jem \\
         --out benchmarks/results/cpu_fastest   # the CPU fast-path comparison of benchmarks/README.md
 """
@@ -49,13 +51,19 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ebmlib.buffers import ReplayBuffer, UniformInit
-from ebmlib.models import ClassifierEnergy, SwishCNN
+from ebmlib.models import ClassifierEnergy, SwishCNN, WideResNet
 from ebmlib.recipes import JEM, jem_loss
 from ebmlib.samplers import HMC, MALA, Langevin, Sampler
 
 STEP_SIZE, NOISE_STD, CLAMP = 1.0, 0.01, (-1.0, 1.0)  # the MNIST example's SGLD
 N_LEAPFROG = 5
 RESULTS = Path(__file__).parent / "results"
+IMAGES: dict[str, tuple[tuple[int, int, int], Callable[[], nn.Module], str]] = {
+    "28x28x1": ((1, 28, 28), lambda: SwishCNN(channels=1, width=32, n_outputs=10), "SwishCNN(width=32)"),
+    "32x32x3": ((3, 32, 32), lambda: WideResNet(depth=16, width=2, channels=3, n_outputs=10),
+                "WideResNet(depth=16, width=2) (leaky ReLU, no norm)"),
+}
+"""``--image`` -> the event shape, the network and its description in the report."""
 
 Run = Callable[[Tensor, torch.Generator], Tensor]
 
@@ -262,17 +270,18 @@ def interleaved(cases: list[Case], rounds: int, device: torch.device) -> None:
 # Benchmarks
 
 
-def build_model(device: torch.device) -> ClassifierEnergy:
+def build_model(device: torch.device, image: str = "28x28x1") -> ClassifierEnergy:
     torch.manual_seed(0)
-    return ClassifierEnergy(SwishCNN(channels=1, width=32, n_outputs=10), n_classes=10).to(device)
+    return ClassifierEnergy(IMAGES[image][1](), n_classes=10).to(device)
 
 
 def benchmark_sampling(args: argparse.Namespace, device: torch.device) -> list[Row]:
-    model = build_model(device)
+    model = build_model(device, args.image)
+    shape = IMAGES[args.image][0]
     variants = sampling_variants(model, device, args.modes)
     cases: list[Case] = []
     for batch_size in args.batch_sizes:
-        x0 = torch.rand(batch_size, 1, 28, 28, generator=torch.Generator().manual_seed(1)).to(device) * 2 - 1
+        x0 = torch.rand(batch_size, *shape, generator=torch.Generator().manual_seed(1)).to(device) * 2 - 1
         for n_steps in args.steps:
             for variant in variants:
                 run = variant.make(n_steps)
@@ -286,7 +295,7 @@ def benchmark_sampling(args: argparse.Namespace, device: torch.device) -> list[R
     for row, _, _ in cases:
         if (row.variant, row.batch_size) not in peaks:
             run = next(v for v in variants if v.name == row.variant).make(2)
-            x0 = torch.rand(row.batch_size, 1, 28, 28, device=device) * 2 - 1
+            x0 = torch.rand(row.batch_size, *shape, device=device) * 2 - 1
             generator = torch.Generator(device).manual_seed(0)
             peaks[row.variant, row.batch_size] = peak_memory_mib(lambda: run(x0, generator), device)  # noqa: B023
         row.peak_mib = peaks[row.variant, row.batch_size]
@@ -296,10 +305,10 @@ def benchmark_sampling(args: argparse.Namespace, device: torch.device) -> list[R
 
 
 def jem_recipe(device: torch.device, sampler: Langevin,
-               memory_format: torch.memory_format = torch.contiguous_format) -> JEM:
+               memory_format: torch.memory_format = torch.contiguous_format, image: str = "28x28x1") -> JEM:
     """The MNIST example's JEM: CE + class-conditional CD + energy L2, per-class replay buffer."""
-    model = build_model(device).to(memory_format=memory_format)
-    buffer = ReplayBuffer(10000, UniformInit((1, 28, 28)), 0.05, n_classes=10,
+    model = build_model(device, image).to(memory_format=memory_format)
+    buffer = ReplayBuffer(10000, UniformInit(IMAGES[image][0]), 0.05, n_classes=10,
                           generator=torch.Generator().manual_seed(0))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss = jem_loss(p_x_weight=0.0, p_x_given_y_weight=1.0, regularization_weight=0.1)
@@ -341,7 +350,7 @@ def two_iterations(step: Callable[[Tensor, Tensor, torch.Generator], object], x:
 
 def benchmark_jem(args: argparse.Namespace, device: torch.device) -> list[Row]:
     n_steps, batch = args.jem_steps, args.jem_batch_size
-    x = torch.rand(batch, 1, 28, 28, generator=torch.Generator().manual_seed(2)).to(device) * 2 - 1
+    x = torch.rand(batch, *IMAGES[args.image][0], generator=torch.Generator().manual_seed(2)).to(device) * 2 - 1
     y = torch.randint(10, (batch,), generator=torch.Generator().manual_seed(3)).to(device)
 
     def sampler(**fast: Any) -> Langevin:
@@ -350,16 +359,17 @@ def benchmark_jem(args: argparse.Namespace, device: torch.device) -> list[Row]:
     def library(recipe: JEM) -> Callable[[Tensor, Tensor, torch.Generator], object]:
         return recipe.training_step
 
+    make_recipe = functools.partial(jem_recipe, image=args.image)
     makers: dict[str, Callable[[], Callable[[Tensor, Tensor, torch.Generator], object]]] = {
-        "bare JEM iteration fp32": lambda: bare_jem_iteration(jem_recipe(device, sampler()), n_steps, False),
-        "JEM.training_step fp32": lambda: library(jem_recipe(device, sampler())),
-        "bare JEM iteration bf16": lambda: bare_jem_iteration(jem_recipe(device, sampler()), n_steps, True),
-        "JEM.training_step bf16 sampler": lambda: library(jem_recipe(device, sampler(precision="bf16"))),
+        "bare JEM iteration fp32": lambda: bare_jem_iteration(make_recipe(device, sampler()), n_steps, False),
+        "JEM.training_step fp32": lambda: library(make_recipe(device, sampler())),
+        "bare JEM iteration bf16": lambda: bare_jem_iteration(make_recipe(device, sampler()), n_steps, True),
+        "JEM.training_step bf16 sampler": lambda: library(make_recipe(device, sampler(precision="bf16"))),
         "JEM.training_step bf16 sampler, channels_last model":
-            lambda: library(jem_recipe(device, sampler(precision="bf16"), memory_format=torch.channels_last)),
+            lambda: library(make_recipe(device, sampler(precision="bf16"), memory_format=torch.channels_last)),
     }
     if device.type == "cuda":
-        makers["JEM.training_step cuda_graph"] = lambda: library(jem_recipe(device, sampler(cuda_graph=True)))
+        makers["JEM.training_step cuda_graph"] = lambda: library(make_recipe(device, sampler(cuda_graph=True)))
     cases: list[Case] = []
     for name, make in makers.items():
         step = make()
@@ -438,7 +448,8 @@ def markdown(report: dict, sampling: list[Row], jem: list[Row]) -> str:
         f"at end {fmt_load(m['load_average_end'])}; {report['rounds']} interleaved rounds, medians; "
         f"total {report['total_s'] / 60:.1f} min",
         f"- C allocator settings: {allocator_settings(m)}",
-        "- network: SwishCNN(width=32) as ClassifierEnergy on 28x28 inputs; SGLD step 1.0, noise 0.01, clamp [-1, 1]",
+        f"- network: {report['network']} as ClassifierEnergy on {report['image']} inputs; SGLD step 1.0, noise 0.01, "
+        "clamp [-1, 1]",
         "",
     ]
     columns = ("*Ratio to bare fp32*: median time over the bare fp32 loop's median, at the same batch size and "
@@ -487,7 +498,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--skip-jem", action="store_true")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
     p.add_argument("--quick", action="store_true", help="batch 128, 20 steps, 3 rounds")
-    p.add_argument("--out", default=None, help="output stem (default: benchmarks/results/<device>)")
+    p.add_argument("--image", default="28x28x1", choices=sorted(IMAGES),
+                   help="28x28x1: SwishCNN(width=32); 32x32x3: WideResNet(depth=16, width=2)")
+    p.add_argument("--out", default=None,
+                   help="output stem (default: benchmarks/results/<device>, or <device>_32x32x3 with --image 32x32x3)")
     args = p.parse_args(argv)
     if args.quick:
         args.batch_sizes, args.steps, args.rounds = [128], [20], 3
@@ -503,7 +517,8 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(args.threads)
     start = time.perf_counter()
     report: dict = {"command": " ".join(["python3", "benchmarks/sampler_throughput.py", *sys.argv[1:]]),
-                    "machine": machine(device), "rounds": args.rounds}
+                    "machine": machine(device), "rounds": args.rounds, "image": args.image,
+                    "network": IMAGES[args.image][2]}
     sampling = [] if args.skip_sampling else benchmark_sampling(args, device)
     jem = [] if args.skip_jem else benchmark_jem(args, device)
     report["machine"]["load_average_end"] = os.getloadavg()
@@ -512,7 +527,8 @@ def main(argv: list[str] | None = None) -> dict:
     report["jem"] = [asdict(r) for r in jem]
     text = markdown(report, sampling, jem)
     print(text)
-    stem = Path(args.out) if args.out else RESULTS / device.type
+    stem = Path(args.out) if args.out else RESULTS / (device.type if args.image == "28x28x1"
+                                                      else f"{device.type}_{args.image}")
     stem.parent.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
     stem.with_suffix(".md").write_text(text + "\n")

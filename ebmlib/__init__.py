@@ -7,7 +7,9 @@ An energy-based model is composed of three interchangeable kinds of part:
   from a replay buffer (:mod:`ebmlib.buffers`);
 - a loss (:mod:`ebmlib.losses`) over one shared forward pass.
 
-Recipes (:mod:`ebmlib.recipes`) such as JEM are built only from those parts.
+Recipes (:mod:`ebmlib.recipes`) are built only from those parts: persistent and short-run
+contrastive divergence, JEM, score matching, NCE, improved CD, energy matching and
+equilibrium matching.
 """
 
 from . import buffers, checkpoint, data, evaluation, losses, models, recipes, samplers, training
@@ -15,7 +17,20 @@ from .buffers import ClassGaussianInit, GaussianInit, ReplayBuffer, UniformInit
 from .losses import ContrastiveDivergence, CrossEntropy, EnergyBatch, EnergyRegularization, Loss, WeightedSum
 from .models import ClassifierEnergy, EnergyModel, NetworkEnergy
 from .recipes import EBM, JEM, jem_loss
-from .samplers import HMC, MALA, NUTS, AnnealedLangevin, Langevin, ParallelTempering, Sampler, UnderdampedLangevin
+from .samplers import (
+    DMALA,
+    HMC,
+    MALA,
+    NUTS,
+    AnnealedLangevin,
+    Gibbs,
+    GibbsWithGradients,
+    GradientDescent,
+    Langevin,
+    ParallelTempering,
+    Sampler,
+    UnderdampedLangevin,
+)
 from .training import Trainer
 
 __version__ = "0.1.0"
@@ -23,6 +38,7 @@ __version__ = "0.1.0"
 __all__ = [
     "EnergyModel", "ClassifierEnergy", "NetworkEnergy",
     "Sampler", "Langevin", "MALA", "HMC", "AnnealedLangevin", "UnderdampedLangevin", "ParallelTempering", "NUTS",
+    "Gibbs", "GibbsWithGradients", "DMALA", "GradientDescent",
     "ReplayBuffer", "UniformInit", "GaussianInit", "ClassGaussianInit",
     "Loss", "EnergyBatch", "ContrastiveDivergence", "EnergyRegularization", "CrossEntropy", "WeightedSum",
     "EBM", "JEM", "jem_loss", "Trainer",

@@ -1,18 +1,16 @@
-"""Train JEM on MNIST (or Fashion-MNIST, KMNIST), then measure it and draw images from noise: ebmlib's reference run.
+"""Train JEM on MNIST (or Fashion-MNIST, KMNIST, CIFAR-10), measure it and draw images from noise: the reference run.
 
-One network's logits ``f(x)`` give ``p(y|x) = softmax f(x)``, ``E(x) = -logsumexp f(x)`` and ``E(x, y) = -f(x)[y]``.
-The loss is JEM's: cross-entropy + contrastive divergence of ``p(x)`` + an L2 penalty on the energies. Negatives are
-SGLD chains in a replay buffer that starts, and restarts, from uniform noise. This script only wires library code.
+Logits ``f(x)`` give ``p(y|x) = softmax f(x)``, ``E(x) = -logsumexp f(x)``, ``E(x, y) = -f(x)[y]``; the loss is
+cross-entropy + contrastive divergence + energy L2, on SGLD chains from uniform noise kept in a replay buffer.
 
     python3 examples/mnist_jem.py                            # MNIST-10k, shipped: <= 10 minutes on 2 CPU cores
     python3 examples/mnist_jem.py --dataset fashion-mnist    # Fashion-MNIST-10k, shipped too
     python3 examples/mnist_jem.py --data-dir data            # full MNIST: read from, or downloaded to, ./data
     python3 examples/mnist_jem.py --quick                    # < 1 minute smoke run
-    python3 examples/mnist_jem.py --resume                   # continue after Ctrl-C
     torchrun --standalone --nproc_per_node 2 examples/mnist_jem.py
 
-Outputs in ``--out`` (default ``runs/<dataset>_jem``): metrics.json, chain_evolution.png (chains from noise, one row
-per class), samples_*.png, energy_histogram.png, ood_hardest_cases.png, training_curves.png, history.csv, checkpoints/.
+Outputs in ``--out`` (default ``runs/<dataset>_jem``): metrics.json, chain_evolution.png (chains from noise, a row a
+class), samples_*.png, energy_histogram.png, ood_hardest_cases.png, training_curves.png, history.csv, checkpoints/.
 """
 
 from __future__ import annotations
@@ -35,7 +33,7 @@ from ebmlib import data as datasets
 from ebmlib import evaluation
 from ebmlib.buffers import ClassGaussianInit, ReplayBuffer, UniformInit
 from ebmlib.checkpoint import CheckpointError
-from ebmlib.models import ClassifierEnergy, SwishCNN
+from ebmlib.models import ClassifierEnergy, SwishCNN, WideResNet
 from ebmlib.recipes import JEM, jem_loss
 from ebmlib.recipes.jem import GENERATIVE_TERMS, UNCONDITIONAL_CHAINS
 from ebmlib.samplers import Langevin
@@ -48,18 +46,17 @@ QUICK = {"train_size": 500, "test_size": 200, "steps": 12, "batch_size": 32, "n_
 
 
 def number(kind: type, low: float = 0, high: float = float("inf"), low_allowed: bool = False) -> Any:
-    def parse(text: str) -> Any:  # an argparse type: a number in (low, high], or [low, high]
+    def number(text: str) -> Any:  # an argparse type: a number in (low, high], or [low, high]
         if not ((value := kind(text)) > low or (low_allowed and value == low)) or value > high:
             raise argparse.ArgumentTypeError(f"must lie in {'[' if low_allowed else '('}{low:g}, {high:g}], got {text}")
         return value
-    parse.__name__ = f"{kind.__name__} in range"
-    return parse
+    return number
 
 
 OPTIONS: list[tuple[str, Any, Any, str]] = [  # flag, type (bool: a switch; a tuple: the choices), default, help
-    ("--dataset", tuple(sorted(datasets.DATASETS)), "mnist", "the dataset"),
-    ("--data-dir", str, None, "folder with <Dataset>/raw/, downloaded there if absent (default: the subset shipped "
-     "with ebmlib for mnist and fashion-mnist, ./data for others)"),
+    ("--dataset", tuple(sorted(datasets.DATASET_NAMES)), "mnist", "the dataset"),
+    ("--data-dir", str, None, "read from (or download to) here (default: the subsets shipped with ebmlib, or ./data)"),
+    ("--model", ("cnn", "wrn-16-2", "wrn-28-10"), "cnn", "the network: the swish CNN or a Wide ResNet DEPTH-WIDTH"),
     ("--out", str, None, "output folder (default runs/<dataset>_jem)"),
     ("--steps", number(int), 3000, "total training steps"),
     ("--max-minutes", float, 7.0, "training-time budget: stops early when spent (0 = none, for exact repeats)"),
@@ -67,7 +64,7 @@ OPTIONS: list[tuple[str, Any, Any, str]] = [  # flag, type (bool: a switch; a tu
     ("--n-negatives", number(int), 64, "SGLD chains per step (the chains are most of a step's cost)"),
     ("--device", str, "auto", "auto | cpu | cuda"),
     ("--seed", int, 0, "seed of the weights, the chains and the data order"),
-    ("--width", number(int), 24, "channels of the CNN's first layer"),
+    ("--width", number(int), 24, "channels of the swish CNN's first layer"),
     ("--lr", number(float), 1e-3, "Adam learning rate"),
     ("--step-size", number(float), 1.0, "SGLD step size (gradient scale)"),
     ("--noise-std", number(float), 0.01, "SGLD noise standard deviation"),
@@ -79,7 +76,6 @@ OPTIONS: list[tuple[str, Any, Any, str]] = [  # flag, type (bool: a switch; a tu
     ("--classification-weight", float, 16.0, "weight of the cross-entropy term"),
     ("--p-x-weight", float, 1.0, "weight of the unconditional log p(x) term"),
     ("--p-x-given-y-weight", float, 0.0, "weight of the class-conditional term"),
-    ("--mixture-steps", int, 0, "with --unconditional-chains marginal: steps of mixture chains first"),
     ("--input-noise", float, 0.03, "std of the Gaussian noise added to data"),
     ("--eval-steps", number(int), 256, "SGLD steps of the evaluation's chains"),
     ("--n-eval-samples", number(int, 100, low_allowed=True), 300, "chains per start in the evaluation"),
@@ -113,23 +109,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if not 0 <= args.warm_up[0] <= args.warm_up[1]:
         p.error(f"--warm-up needs 0 <= START <= END, got {args.warm_up[0]} {args.warm_up[1]}")
     if args.positive_regularization > 0 and not args.regularization > 0:
-        p.error(f"--positive-regularization {args.positive_regularization} weighs the data's side of the energy "
-                f"penalty, which needs --regularization > 0, got {args.regularization} (to switch the penalty off, "
-                "pass --positive-regularization 0 too)")
+        p.error(f"--positive-regularization {args.positive_regularization} needs --regularization > 0, got "
+                f"{args.regularization} (to switch the energy penalty off, pass --positive-regularization 0 too)")
     args.out = args.out or f"runs/{args.dataset.replace('-', '_')}_jem"
     return args
 
 
 def build_recipe(args: argparse.Namespace, images: torch.Tensor, labels: torch.Tensor, rank: int = 0) -> JEM:
-    """The JEM recipe: swish CNN, SGLD, replay buffer from uniform noise, CE + CD of p(x) + energy L2."""
     n_classes = len(datasets.class_names(args.dataset))
-    model = ClassifierEnergy(SwishCNN(images.shape[1], args.width, n_classes), n_classes=n_classes)
-    model.to(memory_format=torch.channels_last)  # with bf16 SGLD the fastest layout (benchmarks/README.md)
+    depth_width = [int(n) for n in args.model.split("-")[1:]]  # a Wide ResNet's, or none for the CNN
+    network = (WideResNet(*depth_width, channels=images.shape[1], n_outputs=n_classes) if depth_width
+               else SwishCNN(images.shape[1], args.width, n_classes))
+    model = ClassifierEnergy(network, n_classes).to(memory_format=torch.channels_last)  # the fastest layout
     sampler = Langevin(args.step_size, args.noise_std, n_steps=args.sgld_steps, clamp=(-1.0, 1.0),
                        precision=resolve_precision(args.precision, resolve_device(args.device)))
     start = (UniformInit(tuple(images.shape[1:]), -1.0, 1.0) if args.chain_start == "noise"
              else ClassGaussianInit(images, labels, n_classes=n_classes))
-    class_chains = args.p_x_given_y_weight > 0 or args.unconditional_chains == "mixture" or args.mixture_steps > 0
+    class_chains = args.p_x_given_y_weight > 0 or args.unconditional_chains == "mixture"
     buffer = ReplayBuffer(args.buffer_size, start, args.reinit_prob, n_classes=n_classes if class_chains else None,
                           generator=torch.Generator().manual_seed(args.seed + rank))  # each process its own chains
     loss = jem_loss(classification_weight=args.classification_weight, p_x_weight=args.p_x_weight,
@@ -137,11 +133,10 @@ def build_recipe(args: argparse.Namespace, images: torch.Tensor, labels: torch.T
                     positive_regularization_weight=args.positive_regularization)
     return JEM(model, sampler, buffer, torch.optim.Adam(model.parameters(), lr=args.lr), loss,
                input_noise_std=args.input_noise, unconditional_chains=args.unconditional_chains,
-               n_negatives=args.n_negatives, mixture_steps=args.mixture_steps)
+               n_negatives=args.n_negatives)
 
 
 def write_outputs(args: argparse.Namespace, trainer: Trainer, splits: datasets.DataSplits, started: float) -> None:
-    """The report (library code), its pictures, the training curves and metrics.json."""
     out, device, bars = Path(args.out), trainer.device, not args.no_progress
     train_x, train_y, test_x, test_y, calibration_x, calibration_y = (t.to(device) for t in splits)
     judge = evaluation.train_feature_classifier(train_x, train_y, epochs=args.classifier_epochs, progress=bars,
@@ -154,11 +149,10 @@ def write_outputs(args: argparse.Namespace, trainer: Trainer, splits: datasets.D
         generator=torch.Generator(device).manual_seed(args.seed + 1))
     evaluation.save_report_pictures(report, out, class_names=datasets.class_names(args.dataset))
     evaluation.save_training_curves(trainer.history, out / "training_curves.png")
-    metrics: dict[str, Any] = {
-        **report.metrics, **trainer.summary(), "settings": vars(args), "wall_seconds": time.perf_counter() - started,
-        "data": {"dataset": args.dataset, "train_images": len(train_x), "test_images": len(test_x),
-                 "calibration_images": len(calibration_x),
-                 "data_dir": args.data_dir or "the subset shipped with ebmlib"}}
+    data = {"dataset": args.dataset, "train_images": len(train_x), "test_images": len(test_x),
+            "calibration_images": len(calibration_x), "data_dir": args.data_dir or "the subset shipped with ebmlib"}
+    metrics: dict[str, Any] = {**report.metrics, **trainer.summary(), "settings": vars(args), "data": data,
+                               "wall_seconds": time.perf_counter() - started}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     print(json.dumps({k: v for k, v in metrics.items() if k != "settings"}, indent=2))
 
@@ -166,8 +160,7 @@ def write_outputs(args: argparse.Namespace, trainer: Trainer, splits: datasets.D
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started, trainer = time.perf_counter(), None
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads or torch.get_num_threads())
     try:
         with distributed(resolve_device(args.device)) as process:  # under torchrun: one process of several
             with main_process_first() as first:  # one process downloads, the others then read its files
@@ -185,13 +178,13 @@ def main(argv: list[str] | None = None) -> int:
                               progress=not args.no_progress, settings=vars(args))
             if args.resume:
                 print(f"resumed from {trainer.resume(Path(args.out) / 'checkpoints')} at step {trainer.step}")
-            data = TensorDataset(splits.train_images, splits.train_labels)
-            trainer.fit(sharded_loader(data, args.batch_size, seed=args.seed), max_steps=args.steps,
-                        max_seconds=args.max_minutes * 60 if args.max_minutes > 0 else None)
+            loader = sharded_loader(TensorDataset(*splits[:2]), args.batch_size, seed=args.seed)
+            trainer.fit(loader, max_steps=args.steps, max_seconds=max(args.max_minutes, 0) * 60 or None)
     except (datasets.DatasetNotFoundError, datasets.SplitError, CheckpointError) as error:
-        hint = {datasets.DatasetNotFoundError: "without --data-dir, mnist and fashion-mnist read the subsets shipped "
-                "with ebmlib", datasets.SplitError: "--calibration-size sets the hold-out", CheckpointError: "" if
-                args.resume else "add --resume to continue that run, or pass another --out"}[type(error)]
+        hint = ("without --data-dir, mnist and fashion-mnist read the subsets shipped with ebmlib"
+                if isinstance(error, datasets.DatasetNotFoundError) else "--calibration-size sets the hold-out"
+                if isinstance(error, datasets.SplitError) else "" if args.resume else "add --resume to continue that "
+                "run, or pass another --out")
         print(f"error: {error}" + (f"\n({hint})" if hint else ""), file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -46,8 +46,8 @@ def test_the_three_datasets_and_their_folders():
         assert raw_folder("data", name).as_posix() == f"data/{folder}/raw"
         assert len(class_names(name)) == 10
     assert class_names("kmnist")[0] == "o" and class_names("mnist")[3] == "3 - three"
-    with pytest.raises(ValueError, match=r"unknown dataset 'cifar10'; expected one of \['fashion-mnist'"):
-        load_dataset("cifar10", "data")
+    with pytest.raises(ValueError, match=r"unknown dataset 'cifar100'; expected one of \['cifar10', 'fashion-mnist'"):
+        load_dataset("cifar100", "data")
 
 
 @pytest.mark.parametrize("name", sorted(FOLDERS))

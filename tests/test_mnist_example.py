@@ -14,8 +14,10 @@ import torchvision
 
 from ebmlib.checkpoint import list_checkpoints
 from ebmlib.data import MNISTNotFoundError, default_root, load_mnist, load_splits, mnist_raw_folder
+from ebmlib.models import WideResNet
 from ebmlib.recipes import JEM
 from ebmlib.training import resolve_precision
+from tests.cifar_files import write_cifar10
 from tests.idx_files import fake_digits, write_mnist
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "mnist_jem.py"
@@ -219,3 +221,26 @@ def test_truncated_idx_file_is_a_clear_error(tmp_path):
     path.write_bytes(path.read_bytes()[:1000])
     with pytest.raises(MNISTNotFoundError, match="could not read the MNIST train files"):
         load_mnist(root, download=False)
+
+
+def test_quick_run_on_cifar10_files_writes_every_output(example, tmp_path, no_network):
+    # torchvision's CIFAR-10 layout (cifar-10-batches-py), written here: 3 x 32 x 32 colour images in 10 classes
+    data = write_cifar10(tmp_path / "data", n_per_train_batch=24, n_test=60)
+    out = tmp_path / "run"
+    assert example.main(["--quick", "--dataset", "cifar10", "--data-dir", str(data), "--out", str(out),
+                         "--no-progress"]) == 0
+    for name in OUTPUTS:
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["data"] == {"dataset": "cifar10", "train_images": 100, "test_images": 60, "calibration_images": 20,
+                               "data_dir": str(data)}
+    assert math.isfinite(metrics["test_accuracy"]) and math.isfinite(metrics["from_noise/frechet_distance_ratio"])
+    assert no_network == []
+
+
+@pytest.mark.parametrize("model, depth", [("wrn-16-2", 16), ("wrn-28-10", 28)])
+def test_the_model_flag_builds_a_wide_resnet_for_colour_images(example, model, depth):
+    args = example.parse_args(["--dataset", "cifar10", "--model", model])
+    network = example.build_recipe(args, torch.zeros(20, 3, 32, 32), torch.arange(20) % 10).model.network
+    assert isinstance(network, WideResNet) and network.depth == depth
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in network.modules())

@@ -1,6 +1,9 @@
-"""Data: 2D toy distributions and the MNIST family (MNIST, Fashion-MNIST, KMNIST), with offline subsets of two."""
+"""Data: 2D toy distributions and the MNIST family (MNIST, Fashion-MNIST, KMNIST), with offline subsets of two;
+CIFAR-10."""
 
+from .cifar import CIFAR10_FILES, download_cifar10, load_cifar10
 from .mnist import (
+    DATASET_NAMES,
     DATASETS,
     MNIST_FILES,
     SUBSETS,
@@ -23,4 +26,5 @@ __all__ = [
     "DATASETS", "load_dataset", "download_dataset", "raw_folder", "class_names", "DatasetNotFoundError",
     "load_mnist", "mnist_raw_folder", "MNIST_FILES", "MNISTNotFoundError", "SUBSETS", "SUBSETS_ROOT", "default_root",
     "load_splits", "DataSplits", "SplitError",
+    "DATASET_NAMES", "load_cifar10", "download_cifar10", "CIFAR10_FILES",
 ]

@@ -4,7 +4,8 @@ The three share one layout: 28x28 grayscale images in ten classes, stored by
 torchvision as four IDX files in ``<root>/<folder>/raw/`` (``MNIST``,
 ``FashionMNIST`` or ``KMNIST``), uncompressed or gzipped (``.gz``).
 ebmlib ships 10,000-image subsets of MNIST and Fashion-MNIST in that layout
-under :data:`SUBSETS_ROOT`, so that they load offline.
+under :data:`SUBSETS_ROOT`, so that they load offline. :func:`load_dataset` also reads
+CIFAR-10 (``"cifar10"``), through :mod:`ebmlib.data.cifar`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ from torch import Tensor
 
 DATASETS: dict[str, str] = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "kmnist": "KMNIST"}
 """Dataset name -> its torchvision class, which is also its folder under the data root."""
+
+DATASET_NAMES: tuple[str, ...] = (*DATASETS, "cifar10")
+"""Every name :func:`load_dataset` accepts: the MNIST family of :data:`DATASETS` and ``"cifar10"``
+(CIFAR-10, read by :func:`~ebmlib.data.cifar.load_cifar10` from ``<root>/cifar-10-batches-py``)."""
 
 MNIST_FILES = (
     "train-images-idx3-ubyte",
@@ -47,7 +52,7 @@ def default_root(name: str) -> Path:
     >>> default_root("mnist") == SUBSETS_ROOT, default_root("kmnist").as_posix()
     (True, 'data')
     """
-    _folder(name)
+    _check_name(name)
     return SUBSETS_ROOT if name in SUBSETS else Path("data")
 
 
@@ -69,18 +74,21 @@ MNISTNotFoundError = DatasetNotFoundError
 
 
 def raw_folder(root: str | os.PathLike[str], name: str = "mnist") -> Path:
-    """``<root>/<folder>/raw``, where torchvision keeps dataset ``name``'s IDX files.
+    """``<root>/<folder>/raw``, where torchvision keeps dataset ``name``'s IDX files
+    (for ``"cifar10"``, ``<root>/cifar-10-batches-py``, where it keeps CIFAR-10's batches).
 
     Parameters
     ----------
     root : path-like
-    name : {"mnist", "fashion-mnist", "kmnist"}
+    name : {"mnist", "fashion-mnist", "kmnist", "cifar10"}
 
     Examples
     --------
-    >>> raw_folder("data", "fashion-mnist").as_posix()
-    'data/FashionMNIST/raw'
+    >>> raw_folder("data", "fashion-mnist").as_posix(), raw_folder("data", "cifar10").as_posix()
+    ('data/FashionMNIST/raw', 'data/cifar-10-batches-py')
     """
+    if name == "cifar10":
+        return Path(root) / _cifar().FOLDER
     return Path(root) / _folder(name) / "raw"
 
 
@@ -100,14 +108,17 @@ def class_names(name: str) -> list[str]:
 
     Examples
     --------
-    >>> class_names("fashion-mnist")[:3]
-    ['T-shirt/top', 'Trouser', 'Pullover']
+    >>> class_names("fashion-mnist")[:3], class_names("cifar10")[:2]
+    (['T-shirt/top', 'Trouser', 'Pullover'], ['airplane', 'automobile'])
     """
+    if name == "cifar10":
+        return list(_cifar().CLASSES)
     return list(_dataset_class(name).classes)
 
 
 def download_dataset(name: str, root: str | os.PathLike[str] = "data") -> Path:
-    """Make sure dataset ``name``'s four IDX files are in ``<root>/<folder>/raw``, downloading them if absent.
+    """Make sure dataset ``name``'s four IDX files are in ``<root>/<folder>/raw``, downloading them if absent
+    (CIFAR-10's six batches in ``<root>/cifar-10-batches-py``: :func:`~ebmlib.data.cifar.download_cifar10`).
 
     With several processes, call it on process 0 alone, wait at a barrier, then
     call :func:`load_dataset` with ``download=False`` everywhere: the files are
@@ -115,7 +126,7 @@ def download_dataset(name: str, root: str | os.PathLike[str] = "data") -> Path:
 
     Parameters
     ----------
-    name : {"mnist", "fashion-mnist", "kmnist"}
+    name : {"mnist", "fashion-mnist", "kmnist", "cifar10"}
     root : path-like
 
     Returns
@@ -138,11 +149,13 @@ def download_dataset(name: str, root: str | os.PathLike[str] = "data") -> Path:
     ...     download_dataset("fashion-mnist", "data")
     >>> if dist.is_initialized():  # doctest: +SKIP
     ...     dist.barrier()
-    >>> download_dataset("cifar10", "data")
+    >>> download_dataset("cifar100", "data")
     Traceback (most recent call last):
     ...
-    ValueError: unknown dataset 'cifar10'; expected one of ['fashion-mnist', 'kmnist', 'mnist']
+    ValueError: unknown dataset 'cifar100'; expected one of ['cifar10', 'fashion-mnist', 'kmnist', 'mnist']
     """
+    if name == "cifar10":
+        return _cifar().download_cifar10(root)
     raw = raw_folder(root, name)
     missing = _missing(raw)
     if missing:
@@ -157,17 +170,19 @@ def download_dataset(name: str, root: str | os.PathLike[str] = "data") -> Path:
 def load_dataset(
     name: str, root: str | os.PathLike[str] = "data", train: bool = True, download: bool = True
 ) -> tuple[Tensor, Tensor]:
-    r"""The training or test split of MNIST, Fashion-MNIST or KMNIST as tensors, pixels scaled to :math:`[-1, 1]`.
+    r"""The training or test split of MNIST, Fashion-MNIST, KMNIST or CIFAR-10 as tensors, pixels in :math:`[-1, 1]`.
 
     Reads ``<root>/<folder>/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte``
     (torchvision's layout, uncompressed IDX; ``<folder>`` from :data:`DATASETS`)
     with the torchvision dataset class; when files are absent and ``download``
     is true, :func:`download_dataset` fetches them first. Pixel values
-    :math:`v \in \{0..255\}` become :math:`2v/255 - 1`.
+    :math:`v \in \{0..255\}` become :math:`2v/255 - 1`. For ``"cifar10"`` it returns
+    :func:`~ebmlib.data.cifar.load_cifar10` ``(root, train, download)``: colour images
+    ``(N, 3, 32, 32)`` read from ``<root>/cifar-10-batches-py``, scaled the same way.
 
     Parameters
     ----------
-    name : {"mnist", "fashion-mnist", "kmnist"}
+    name : {"mnist", "fashion-mnist", "kmnist", "cifar10"}
     root : path-like
         Folder holding ``<folder>/raw/`` (default ``./data``).
     train : bool
@@ -178,7 +193,7 @@ def load_dataset(
 
     Returns
     -------
-    images : Tensor of float32, shape ``(N, 1, 28, 28)``, values in ``[-1, 1]``
+    images : Tensor of float32, shape ``(N, 1, 28, 28)`` (CIFAR-10: ``(N, 3, 32, 32)``), values in ``[-1, 1]``
     labels : Tensor of int64, shape ``(N,)``, values in ``0..9``
 
     Raises
@@ -188,7 +203,7 @@ def load_dataset(
         offline) or can't be read; the message names the folder it looked in,
         the missing files and how to provide them.
     ValueError
-        For a name not in :data:`DATASETS`.
+        For a name not in :data:`DATASET_NAMES`.
 
     Examples
     --------
@@ -197,6 +212,8 @@ def load_dataset(
     ...
     ebmlib.data.mnist.DatasetNotFoundError: FashionMNIST files not found in no/such/folder/FashionMNIST/raw ...
     """
+    if name == "cifar10":
+        return _cifar().load_cifar10(root, train, download)
     raw = raw_folder(root, name)
     missing = _missing(raw)
     if missing and not download:
@@ -233,10 +250,23 @@ def load_mnist(
     return load_dataset("mnist", root, train, download)
 
 
+def _check_name(name: str) -> None:
+    if name not in DATASET_NAMES:
+        raise ValueError(f"unknown dataset {name!r}; expected one of {sorted(DATASET_NAMES)}")
+
+
 def _folder(name: str) -> str:
+    _check_name(name)
     if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; expected one of {sorted(DATASETS)}")
+        raise ValueError(f"{name!r} is not stored as IDX files; expected one of {sorted(DATASETS)}")
     return DATASETS[name]
+
+
+def _cifar() -> Any:
+    """:mod:`ebmlib.data.cifar`, imported on first use (it imports :class:`DatasetNotFoundError` from here)."""
+    from . import cifar
+
+    return cifar
 
 
 def _dataset_class(name: str) -> Any:

@@ -15,7 +15,16 @@ class SplitError(ValueError):
 
 
 class DataSplits(NamedTuple):
-    """Images ``(N, C, H, W)`` in ``[-1, 1]`` and labels ``(N,)`` of each split, as :func:`load_dataset` returns them."""
+    """Images ``(N, C, H, W)`` in ``[-1, 1]`` and labels ``(N,)`` of each split, as :func:`load_splits` returns them.
+
+    Examples
+    --------
+    >>> import torch
+    >>> images, labels = torch.zeros(4, 1, 2, 2), torch.zeros(4, dtype=torch.long)
+    >>> splits = DataSplits(images, labels, images[:2], labels[:2], images[:1], labels[:1])
+    >>> len(splits.train_images), len(splits.test_images), len(splits.holdout_images)
+    (4, 2, 1)
+    """
 
     train_images: Tensor
     train_labels: Tensor
@@ -30,12 +39,12 @@ def load_splits(
     name: str, root: str | os.PathLike[str], *, train_size: int | None = None, test_size: int | None = None,
     holdout: int = 0, download: bool = True,
 ) -> DataSplits:
-    """The first ``train_size`` training images, less the last ``holdout`` of them, and the first ``test_size`` test images.
+    """The first ``train_size`` training images less the last ``holdout``, and the first ``test_size`` test images.
 
     Parameters
     ----------
     name, root, download
-        As :func:`~ebmlib.data.load_dataset` takes them.
+        As :func:`~ebmlib.data.mnist.load_dataset` takes them.
     train_size, test_size : int or None
         Use only the first so many images of each split (``None``: all).
     holdout : int
@@ -47,7 +56,7 @@ def load_splits(
     SplitError
         When ``holdout`` is negative or leaves no training image, before anything is read.
     DatasetNotFoundError
-        As :func:`~ebmlib.data.load_dataset` raises it.
+        As :func:`~ebmlib.data.mnist.load_dataset` raises it.
 
     Examples
     --------

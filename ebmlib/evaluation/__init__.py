@@ -4,6 +4,7 @@ One module per concern: :mod:`~ebmlib.evaluation.classification` (accuracy,
 expected calibration error), :mod:`~ebmlib.evaluation.ood` (JEM's OOD scores and
 AUROC), :mod:`~ebmlib.evaluation.sample_quality` (Frechet distance in the features
 of an independent classifier, class recognition), :mod:`~ebmlib.evaluation.mmd`,
+:mod:`~ebmlib.evaluation.grid_kl` (KL divergence of smoothed grid histograms, for 2D samples),
 :mod:`~ebmlib.evaluation.trajectories` (chains seen every few steps) and
 :mod:`~ebmlib.evaluation.pictures` (image grids, chains from noise, energy histograms, training curves),
 :mod:`~ebmlib.evaluation.landscapes` (2D energy landscapes with samples, chain traces);
@@ -17,6 +18,7 @@ split-R-hat), :mod:`~ebmlib.evaluation.stein` (kernel Stein discrepancy),
 from .ais import AISResult, AnnealedEnergy, annealed_importance_sampling
 from .calibration import TemperatureScaled, fit_temperature
 from .classification import accuracy, batched, expected_calibration_error
+from .grid_kl import grid_kl
 from .landscapes import energy_grid, plot_chain_traces, plot_energy_landscape, save_chain_traces, save_energy_landscape
 from .mcmc_diagnostics import effective_sample_size, split_r_hat
 from .mmd import mmd
@@ -51,6 +53,7 @@ from .trajectories import chain_trajectory
 
 __all__ = [
     "mmd",
+    "grid_kl",
     "effective_sample_size", "split_r_hat", "kernel_stein_discrepancy", "fit_temperature", "TemperatureScaled",
     "annealed_importance_sampling", "AISResult", "AnnealedEnergy",
     "accuracy", "expected_calibration_error", "batched",

@@ -66,7 +66,7 @@ class FeatureClassifier(nn.Module):
 
     Deliberately different from the energy models' network (ReLU instead of
     swish, pooling instead of strided convolutions), so it does not share their
-    blind spots. Input ``(B, channels, 28, 28)``, logits ``(B, n_classes)``;
+    blind spots. Input ``(B, channels, *image_size)``, logits ``(B, n_classes)``;
     :meth:`features` gives the ``(B, 128)`` penultimate activations.
 
     Examples
@@ -74,14 +74,18 @@ class FeatureClassifier(nn.Module):
     >>> net = FeatureClassifier()
     >>> net(torch.zeros(2, 1, 28, 28)).shape, net.features(torch.zeros(2, 1, 28, 28)).shape
     (torch.Size([2, 10]), torch.Size([2, 128]))
+    >>> FeatureClassifier(channels=3, image_size=(32, 32))(torch.zeros(2, 3, 32, 32)).shape  # CIFAR-10's images
+    torch.Size([2, 10])
     """
 
-    def __init__(self, channels: int = 1, n_classes: int = 10, n_features: int = 128) -> None:
+    def __init__(self, channels: int = 1, n_classes: int = 10, n_features: int = 128,
+                 image_size: tuple[int, int] = (28, 28)) -> None:
         super().__init__()
+        height, width = image_size
         self.body = nn.Sequential(
             nn.Conv2d(channels, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # 28 -> 14
             nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # 14 -> 7
-            nn.Flatten(), nn.Linear(64 * 7 * 7, n_features), nn.ReLU(),
+            nn.Flatten(), nn.Linear(64 * (height // 4) * (width // 4), n_features), nn.ReLU(),
         )
         self.head = nn.Linear(n_features, n_classes)
 
@@ -111,7 +115,7 @@ def train_feature_classifier(
 
     Parameters
     ----------
-    images : Tensor, shape ``(N, C, 28, 28)``
+    images : Tensor, shape ``(N, C, H, W)``
     labels : Tensor of int64, shape ``(N,)``
     epochs, batch_size : int
     lr : float
@@ -134,7 +138,8 @@ def train_feature_classifier(
     False
     """
     fingerprint = torch.tensor([float(images.shape[0]), float(images.double().sum()), float(labels.sum())])
-    classifier = FeatureClassifier(images.shape[1], int(labels.max()) + 1).to(images.device)
+    classifier = FeatureClassifier(images.shape[1], int(labels.max()) + 1,
+                                   image_size=(images.shape[2], images.shape[3])).to(images.device)
     if cache_path is not None and Path(cache_path).is_file():
         try:
             cached = load_checkpoint(cache_path, map_location=images.device)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
-from typing_extensions import Unpack
+from typing_extensions import Self, Unpack
 
 from .._checks import check_count, check_positive
 from .base import (
@@ -18,10 +18,16 @@ from .base import (
     StepInfo,
     per_chain,
     per_chain_norm,
-    standard_normal,
     with_extras,
 )
-from .hmc import kinetic_energy
+from .hmc import (
+    check_inverse_mass,
+    draw_momentum,
+    inverse_mass_like,
+    kinetic_energy,
+    step_size_like,
+    velocity,
+)
 from .metropolis import metropolis_test, select
 
 
@@ -91,10 +97,11 @@ def checkpoint_range(leaf: int) -> tuple[int, int]:
 
 
 def is_turning(p_start: Tensor, p_end: Tensor, rho: Tensor) -> Tensor:
-    """The no-U-turn criterion of a trajectory with end momenta ``p_start``, ``p_end`` and momentum sum ``rho``.
+    """The no-U-turn criterion of a trajectory with end velocities ``p_start``, ``p_end`` and momentum sum ``rho``.
 
     All ``(B, D)``; returns ``(B,)`` bools, true where :math:`p_{start} \\cdot \\rho \\le 0`
-    or :math:`p_{end} \\cdot \\rho \\le 0` (unit mass).
+    or :math:`p_{end} \\cdot \\rho \\le 0`. The ends are the velocities :math:`M^{-1} p`
+    (Betancourt's :math:`p^\\sharp`), the momenta themselves for the unit mass.
     """
     return ((p_start * rho).sum(1) <= 0) | ((p_end * rho).sum(1) <= 0)
 
@@ -124,8 +131,8 @@ class Subtree(NamedTuple):
 class NUTS(Sampler):
     r"""The No-U-Turn Sampler: HMC that picks each trajectory's length itself, batched over chains.
 
-    Each step draws a momentum :math:`p \sim \mathcal{N}(0, I)` and builds a
-    trajectory of the Hamiltonian :math:`H(x, p) = E(x) + \tfrac12\lVert p\rVert^2`
+    Each step draws a momentum :math:`p \sim \mathcal{N}(0, M)` and builds a
+    trajectory of the Hamiltonian :math:`H(x, p) = E(x) + \tfrac12 p^\top M^{-1} p`
     with leapfrog steps of size :math:`\epsilon`, as in :class:`~ebmlib.samplers.HMC`,
     by doubling: at depth :math:`j` it extends the trajectory by :math:`2^j`
     steps forwards or backwards in time (a fair coin per chain). It stops when
@@ -134,7 +141,7 @@ class NUTS(Sampler):
 
     .. math::
 
-        p^- \cdot \rho \le 0 \quad \text{or} \quad p^+ \cdot \rho \le 0,
+        M^{-1} p^- \cdot \rho \le 0 \quad \text{or} \quad M^{-1} p^+ \cdot \rho \le 0,
 
     checked on the whole trajectory and on every subtree of the doubling
     (Hoffman & Gelman 2014; Betancourt 2017, whose generalised criterion this is),
@@ -147,7 +154,10 @@ class NUTS(Sampler):
     :math:`\min(1, W_{\text{new}} / W_{\text{old}})`, which favours the far end.
     The chain leaves :math:`e^{-E}` invariant for every step size; the trajectory
     length needs no tuning, :math:`\epsilon` does (aim for an ``acceptance_rate``
-    of about 0.8).
+    of about 0.8), and so does the mass :math:`M^{-1}` = ``diag(inverse_mass)``
+    (the identity by default; the target's variances are best) where the
+    coordinates' scales differ: :class:`~ebmlib.samplers.WindowedAdaptation`
+    tunes both in a warm-up.
 
     All chains of the batch build their trees together: every chain at the
     same depth takes the same leapfrog steps, so the checkpoints of the subtree
@@ -176,6 +186,12 @@ class NUTS(Sampler):
         Stop building when every chain is done (one host read per doubling).
     n_steps : int
         Default number of steps for :meth:`sample`.
+    inverse_mass : Tensor or sequence of float, optional
+        The diagonal of :math:`M^{-1}`, one finite positive number per
+        coordinate of a chain (any shape with that many elements). ``None``
+        (default): unit mass. A setting, kept as a tuple of floats, and a
+        tensor copy that moves with the sampler (``sampler.to(device)``: do so
+        for ``cuda_graph``).
     precision, compile_gradient, cuda_graph, check_finite
         Keyword-only: the fast paths and the finiteness check of
         :class:`~ebmlib.samplers.Sampler` (``cuda_graph`` needs ``early_exit=False``).
@@ -199,7 +215,7 @@ class NUTS(Sampler):
     (torch.Size([500]), True, True)
     """
 
-    settings = ("step_size", "max_tree_depth", "max_energy_error", "early_exit", "n_steps")
+    settings = ("step_size", "max_tree_depth", "max_energy_error", "early_exit", "n_steps", "inverse_mass")
     precisions = ("full",)
 
     def __init__(
@@ -209,6 +225,7 @@ class NUTS(Sampler):
         max_energy_error: float = 1000.0,
         early_exit: bool = True,
         n_steps: int = 20,
+        inverse_mass: Tensor | Sequence[float] | None = None,
         **fast_paths: Unpack[FastPaths],
     ) -> None:
         if not isinstance(early_exit, bool):
@@ -220,15 +237,40 @@ class NUTS(Sampler):
         self.max_tree_depth = check_count(max_tree_depth, "max_tree_depth")
         self.max_energy_error = check_positive(max_energy_error, "max_energy_error")
         self.early_exit = early_exit
+        self.inverse_mass = check_inverse_mass(inverse_mass)
+        self.register_buffer("_inverse_mass", None if self.inverse_mass is None else torch.tensor(
+            self.inverse_mass, dtype=torch.float64), persistent=False)  # the setting on the chains' device
+        self._inverse_mass: Tensor | None
 
     def step(
         self, model: nn.Module, state: ChainState, y: Tensor | None = None, generator: torch.Generator | None = None
     ) -> tuple[ChainState, StepInfo]:
+        return self.transition(model, state, y, generator)
+
+    def transition(
+        self,
+        model: nn.Module,
+        state: ChainState,
+        y: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        *,
+        step_size: float | Tensor | None = None,
+        inverse_mass: Tensor | None = None,
+    ) -> tuple[ChainState, StepInfo]:
+        """:meth:`step` with the step size and inverse mass given here in place of the sampler's own (``None``).
+
+        What an adaptation calls while it tunes them: a tensor ``step_size``
+        (shape ``()``, or ``(B,)`` for one per chain) and ``inverse_mass``
+        (one entry per coordinate) are used as they are, without a host read.
+        """
         x0 = state.position
         b, device, dtype = x0.shape[0], x0.device, x0.dtype
+        eps = self.step_size if step_size is None else step_size
+        step_size_like(eps, x0)  # checks a tensor's shape
+        mass = inverse_mass_like(self._inverse_mass if inverse_mass is None else inverse_mass, x0)
         energy0, grad0 = self.energy_and_grad_at(model, state, y)
-        p0 = standard_normal(x0, generator)
-        hamiltonian0 = energy0 + kinetic_energy(p0)
+        p0 = draw_momentum(x0, mass, generator)
+        hamiltonian0 = energy0 + kinetic_energy(p0, mass)
 
         left: Point = (x0, p0, grad0)  # the trajectory's ends in time: position, momentum, gradient
         right: Point = left
@@ -247,7 +289,7 @@ class NUTS(Sampler):
                 break
             forward = torch.rand(b, generator=generator, device=device) < 0.5
             subtree = self._build_subtree(model, y, select_point(forward, right, left), forward, depth, ~done,
-                                         hamiltonian0, generator)
+                                         hamiltonian0, generator, eps, mass)
             n_batch_leapfrog += 2**depth
             acceptance_sum = acceptance_sum + subtree.acceptance_sum
             n_leapfrog = n_leapfrog + subtree.n_leapfrog
@@ -262,13 +304,24 @@ class NUTS(Sampler):
             right = select_point(valid & forward, subtree.end, right)
             left = select_point(valid & ~forward, subtree.end, left)
             rho = torch.where(per_chain(valid, rho), rho + subtree.rho, rho)
-            done = done | ~valid | is_turning(left[1].flatten(1), right[1].flatten(1), rho)
+            done = done | ~valid | is_turning(velocity(left[1], mass).flatten(1), velocity(right[1], mass).flatten(1),
+                                              rho)
 
         x, energy, grad = proposal
         acceptance = acceptance_sum / n_leapfrog.clamp(min=1)
         info = NUTSInfo(energy0, per_chain_norm(grad0), acceptance, n_leapfrog=n_leapfrog, tree_depth=tree_depth,
                         diverging=diverging, n_batch_leapfrog=torch.tensor(n_batch_leapfrog, device=device))
         return ChainState(x, energy, grad), info
+
+    def tuned(self, step_size: float, inverse_mass: Tensor | Sequence[float] | None) -> Self:
+        """A new sampler configured as this one but for ``step_size`` and ``inverse_mass`` (what a warm-up found).
+
+        Examples
+        --------
+        >>> NUTS(step_size=0.1, max_tree_depth=6).tuned(0.5, [1.0, 4.0]).configuration()[:2]
+        (('step_size', 0.5), ('max_tree_depth', 6))
+        """
+        return type(self)(**{**dict(self.configuration()), "step_size": step_size, "inverse_mass": inverse_mass})
 
     def _build_subtree(
         self,
@@ -280,6 +333,8 @@ class NUTS(Sampler):
         building: Tensor,
         hamiltonian0: Tensor,
         generator: torch.Generator | None,
+        step_size: float | Tensor,
+        inverse_mass: Tensor | None,
     ) -> Subtree:
         """Extend every chain in ``building`` by :math:`2^{depth}` leapfrog steps from ``start`` in its direction.
 
@@ -292,7 +347,7 @@ class NUTS(Sampler):
         """
         x, p, grad = start
         b, device, dtype = x.shape[0], x.device, x.dtype
-        step = per_chain(torch.where(forward, self.step_size, -self.step_size).to(dtype), x)
+        step = per_chain(torch.where(forward, step_size, -step_size).to(dtype), x)
         half_step = 0.5 * step
         proposal: Point = (x, hamiltonian0, grad)  # placeholders: the first leaf replaces them
         log_weight = torch.full((b,), float("-inf"), device=device, dtype=dtype)
@@ -302,6 +357,7 @@ class NUTS(Sampler):
         acceptance_sum = torch.zeros_like(log_weight)
         n_leapfrog = torch.zeros(b, dtype=torch.long, device=device)
         checkpoint_momenta: list[Tensor] = [rho] * max(depth, 1)
+        checkpoint_velocities: list[Tensor] = [rho] * max(depth, 1)
         checkpoint_sums: list[Tensor] = [rho] * max(depth, 1)
 
         # A chain's subtree counts only if the chain builds all of it: one that stops (a turn, a divergence) has
@@ -309,12 +365,13 @@ class NUTS(Sampler):
         # diagnostics look at whether it was still building.
         for leaf in range(2**depth):
             p = p - half_step * grad
-            x = x + step * p
+            x = x + step * velocity(p, inverse_mass)
             energy, grad = self.energy_and_grad(model, x, y)
             p = p - half_step * grad
             momentum = p.flatten(1)
+            sharp = velocity(p, inverse_mass).flatten(1)
 
-            error = (energy + kinetic_energy(p) - hamiltonian0).nan_to_num(float("inf"))
+            error = (energy + kinetic_energy(p, inverse_mass) - hamiltonian0).nan_to_num(float("inf"))
             new_log_weight = torch.logaddexp(log_weight, -error)
             take, _ = metropolis_test(-error - new_log_weight, generator)  # the new point's share of the weight
             proposal = select_point(take, (x, energy, grad), proposal)
@@ -323,11 +380,11 @@ class NUTS(Sampler):
 
             first, last = checkpoint_range(leaf)
             if leaf % 2 == 0:
-                checkpoint_momenta[last], checkpoint_sums[last] = momentum, rho
+                checkpoint_momenta[last], checkpoint_velocities[last], checkpoint_sums[last] = momentum, sharp, rho
             turning = torch.zeros_like(invalid)
             for i in range(first, last + 1):
                 subtree_rho = rho - checkpoint_sums[i] + checkpoint_momenta[i]
-                turning = turning | is_turning(checkpoint_momenta[i], momentum, subtree_rho)
+                turning = turning | is_turning(checkpoint_velocities[i], sharp, subtree_rho)
 
             leaf_diverges = error > self.max_energy_error
             acceptance_sum = acceptance_sum + torch.where(invalid, 0.0, (-error).clamp(max=0.0).exp())

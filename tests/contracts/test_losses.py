@@ -22,6 +22,10 @@ from ebmlib.losses import (
     Energies,
     EnergyBatch,
     EnergyRegularization,
+    EquilibriumMatching,
+    FlowMatching,
+    FlowVelocities,
+    InterpolatedGradients,
     Loss,
     NoiseContrast,
     NoiseContrastiveEstimation,
@@ -47,6 +51,9 @@ LOSSES = {
     "noise_contrastive": lambda: NoiseContrastiveEstimation(log_normalizer=0.5),
     "sampler_kl": lambda: SamplerKL(),
     "improved_cd": lambda: WeightedSum({"cd": (1.0, ContrastiveDivergence()), "kl": (1.0, SamplerKL())}),
+    "flow_matching": lambda: FlowMatching(),
+    "energy_matching": lambda: WeightedSum({"flow": (1.0, FlowMatching()), "cd": (0.5, ContrastiveDivergence())}),
+    "equilibrium_matching": lambda: EquilibriumMatching(gradient_multiplier=2.0, decay_start=0.5),
 }
 
 
@@ -72,6 +79,10 @@ def full_batch(dtype=torch.float32, b=6, m=4, k=3) -> EnergyBatch:
         SlicedScores(projection=leaf(b, 2), score=leaf(b, 2), projected_jacobian=leaf(b)),
         NoiseContrast(leaf(b), leaf(m), leaf(b), leaf(m)),
         SamplerEnergies(frozen_energy=leaf(m)),
+        FlowVelocities(velocity=leaf(b, 2), target=leaf(b, 2)),
+        InterpolatedGradients(data=leaf(b, 2), noise=leaf(b, 2),
+                              interpolation=torch.rand(b, generator=g, dtype=dtype).requires_grad_(True),
+                              gradient=leaf(b, 2)),
     )
 
 

@@ -26,6 +26,8 @@ from ebmlib.models import MLP, ClassifierEnergy, NetworkEnergy
 from ebmlib.recipes import (
     EBM,
     JEM,
+    EnergyMatchingEBM,
+    EquilibriumMatchingEBM,
     GaussianNoise,
     ImprovedContrastiveEBM,
     NoiseContrastiveEBM,
@@ -81,10 +83,23 @@ def improved_contrastive() -> ImprovedContrastiveEBM:
                                   torch.optim.Adam(model.parameters(), lr=1e-2), kl_step_size=0.01)
 
 
+def equilibrium_matching() -> EquilibriumMatchingEBM:
+    model = NetworkEnergy(MLP(2, 1, hidden=8))
+    return EquilibriumMatchingEBM(model, torch.optim.Adam(model.parameters(), lr=1e-2), (2,))
+
+
+def energy_matching() -> EnergyMatchingEBM:
+    model = NetworkEnergy(MLP(2, 1, hidden=8))
+    return EnergyMatchingEBM(model, Langevin(step_size=0.01, noise_std=0.03, n_steps=2),
+                             torch.optim.Adam(model.parameters(), lr=1e-2), (2,), warmup_steps=1,
+                             flow_sampler=Langevin(step_size=0.5, noise_std=0.0, n_steps=2))
+
+
 RECIPES: dict[str, Callable[[], Recipe]] = {
     "ebm": ebm, "jem": jem, "short_run": short_run, "denoising_score_matching": denoising_score_matching,
     "sliced_score_matching": sliced_score_matching, "noise_contrastive": noise_contrastive,
-    "improved_contrastive": improved_contrastive}
+    "improved_contrastive": improved_contrastive,
+    "equilibrium_matching": equilibrium_matching, "energy_matching": energy_matching}
 LABELLED = {"jem"}
 
 

@@ -18,12 +18,17 @@ import torch
 
 import ebmlib
 import ebmlib.samplers
+from ebmlib.models import EnergyModel, IsingEnergy
 from ebmlib.samplers import (
+    DMALA,
     HMC,
     MALA,
     NUTS,
     AnnealedLangevin,
     ChainState,
+    Gibbs,
+    GibbsWithGradients,
+    GradientDescent,
     Langevin,
     ParallelTempering,
     Sampler,
@@ -45,6 +50,12 @@ EXAMPLES: dict[type[Sampler], dict[str, dict[str, Any]]] = {
     # NUTS's default early_exit=True reads one boolean per tree doubling, by design (documented, and pinned down in
     # tests/test_samplers_reference.py); the contract runs the configuration that reads nothing.
     NUTS: {"nuts": dict(step_size=0.5, max_tree_depth=3, early_exit=False, n_steps=4)},
+    # Samplers of discrete data (DISCRETE below): bits here, one-hot vectors too in the discrete tests at the end.
+    Gibbs: {"gibbs": dict(n_steps=4), "gibbs_random_scan": dict(scan="random", n_steps=4)},
+    GibbsWithGradients: {"gibbs_with_gradients": dict(n_steps=4)},
+    DMALA: {"dmala": dict(step_size=0.5, n_steps=4)},
+    GradientDescent: {"gradient_descent": dict(step_size=0.1, n_steps=4),
+                      "gradient_descent_nesterov": dict(step_size=0.1, n_steps=4, momentum=0.5, nesterov=True)},
 }
 """Keyword arguments of example configurations of every sampler class, each with 4 steps by default."""
 
@@ -82,9 +93,27 @@ def test_discovery_finds_the_known_samplers_and_a_new_one():
     assert Brand in found and "Brand" in missing_examples(sorted(found, key=lambda cls: cls.__name__))
 
 
+DISCRETE = {Gibbs, GibbsWithGradients, DMALA}
+"""Samplers of discrete data: their chains hold bits in {0, 1} (or, with ``one_hot=True``, one-hot vectors) and
+their ``sample`` refuses other starting points. They run every test here whose chains start at bits (all zeros is
+a start of bits), except those in ``CONTINUOUS_STARTS``, which they skip with the reason given; the discrete tests
+at the end of this file check the same guarantees for them from discrete starts, on bits and on one-hot data."""
+
+CONTINUOUS_STARTS = {
+    "test_image_shaped_class_conditional_chains": "this test starts chains at uniform noise",
+    "test_no_parameter_gradients_and_mode_untouched": "this test starts chains at uniform noise",
+    "test_zero_steps_returns_start": "this test starts chains at Gaussian noise",
+}
+"""Tests whose chains start at continuous points, which samplers in ``DISCRETE`` skip: test name -> why."""
+
+
 @pytest.fixture(params=sorted(CASES))
 def make_sampler(request):
-    return CASES[request.param]
+    make = CASES[request.param]
+    reason = CONTINUOUS_STARTS.get(request.function.__name__)
+    if reason is not None and make.func in DISCRETE:
+        pytest.skip(f"{make.func.__name__} samples discrete data and {reason}; test_discrete_* check it instead")
+    return make
 
 
 def bad_numbers(kwargs: dict[str, Any]) -> list[tuple[str, object, type[Exception], str]]:
@@ -159,12 +188,20 @@ def test_no_parameter_gradients_and_mode_untouched(make_sampler):
         assert all(p.grad is None for p in model.parameters())
 
 
+DETERMINISTIC = {GradientDescent: "gradient descent draws no random number: its chains depend on their starts only"}
+"""Samplers that draw nothing from the generator: sampler class -> why. For them the test below checks the
+stronger guarantee instead of "other seed, other samples": another seed gives exactly the same samples."""
+
+
 def test_same_seed_same_samples_other_seed_other_samples(make_sampler):
     model, x0 = gaussian_2d(), torch.zeros(8, 2)
     a = make_sampler().sample(model, x0, generator=torch.Generator().manual_seed(3))
     b = make_sampler().sample(model, x0, generator=torch.Generator().manual_seed(3))
     c = make_sampler().sample(model, x0, generator=torch.Generator().manual_seed(4))
     assert torch.equal(a, b)
+    if make_sampler.func in DETERMINISTIC:
+        assert torch.equal(a, c), DETERMINISTIC[make_sampler.func]
+        return
     assert not torch.equal(a, c)
 
 
@@ -321,3 +358,124 @@ def test_check_finite_reads_one_value_per_call_never_per_step(make_sampler, monk
         monkeypatch.setattr(torch.Tensor, name, counting(name))
     sampler.sample(model, x0, n_steps=4, generator=torch.Generator().manual_seed(0))
     assert len(made) == reads, made
+
+
+# ------------------------------------------------------------------------------ samplers of discrete data
+DISCRETE_CASES = {f"{name}-{data}": (functools.partial(make, one_hot=data == "one_hot"), data)
+                  for name, make in CASES.items() if make.func in DISCRETE for data in ("bits", "one_hot")}
+"""Every example of a sampler in ``DISCRETE``, on bits and on one-hot data (``one_hot=True``)."""
+
+
+class Pairwise(EnergyModel):
+    """A fixed random pairwise energy ``E(x) = -x^T W x - b^T x`` of the flattened sample: bits or one-hot vectors."""
+
+    def __init__(self, n_features: int, seed: int = 0) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(seed)
+        self.register_buffer("weight", torch.randn(n_features, n_features, generator=generator) / 2)
+        self.register_buffer("bias", torch.randn(n_features, generator=generator))
+
+    def energy(self, x, y=None):
+        flat = x.flatten(1)
+        return -((flat @ self.weight.to(x.dtype)) * flat).sum(1) - flat @ self.bias.to(x.dtype)
+
+
+def discrete_start(data: str, shape: tuple[int, ...], dtype: torch.dtype = torch.float32, seed: int = 0):
+    """Random bits, or random one-hot vectors over the last dimension, of ``shape``."""
+    generator = torch.Generator().manual_seed(seed)
+    if data == "bits":
+        return torch.randint(0, 2, shape, generator=generator).to(dtype)
+    index = torch.randint(0, shape[-1], shape[:-1], generator=generator)
+    return torch.nn.functional.one_hot(index, shape[-1]).to(dtype)
+
+
+def discrete_problem(data: str, dtype: torch.dtype = torch.float32) -> tuple[EnergyModel, torch.Tensor]:
+    """An energy and 6 starting points: a 3x3 Ising model on bits; 3 sites of 4 categories, one-hot."""
+    if data == "bits":
+        return IsingEnergy(3, coupling=0.4, field=0.2).to(dtype), discrete_start(data, (6, 3, 3), dtype)
+    return Pairwise(12).to(dtype), discrete_start(data, (6, 3, 4), dtype)
+
+
+def is_discrete(x: torch.Tensor, data: str) -> bool:
+    bits = bool(((x == 0) | (x == 1)).all())
+    return bits if data == "bits" else bits and bool((x.sum(-1) == 1).all())
+
+
+@pytest.fixture(params=sorted(DISCRETE_CASES))
+def discrete_case(request):
+    return DISCRETE_CASES[request.param]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_discrete_chains_keep_shape_dtype_and_stay_discrete(discrete_case, dtype):
+    make, data = discrete_case
+    model, x0 = discrete_problem(data, dtype)
+    start = x0.clone()
+    x = make().sample(model, x0, generator=torch.Generator().manual_seed(0))
+    assert x.shape == x0.shape and x.dtype == dtype
+    assert not x.requires_grad and x.grad_fn is None
+    assert is_discrete(x, data), "chains left {0, 1} (or their one-hot vectors)"
+    assert not torch.equal(x, x0), "chains did not move"
+    assert torch.equal(x0, start), "input was modified in place"
+
+
+def test_discrete_same_seed_same_samples_other_seed_other_samples_and_state_dict(discrete_case):
+    make, data = discrete_case
+    model, x0 = discrete_problem(data)
+    clone = make()
+    clone.load_state_dict(make().state_dict())
+    a = make().sample(model, x0, generator=torch.Generator().manual_seed(3))
+    b = clone.sample(model, x0, generator=torch.Generator().manual_seed(3))
+    c = make().sample(model, x0, generator=torch.Generator().manual_seed(4))
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_discrete_step_carries_the_energy_of_its_position(discrete_case):
+    # Samplers keep the energy (and gradient) of the accepted point for the next step: it must be the right one.
+    make, data = discrete_case
+    model, x0 = discrete_problem(data, torch.float64)
+    state, info = make().step(model, ChainState(x0), generator=torch.Generator().manual_seed(0))
+    assert info.energy.shape == (6,) and info.grad_norm.shape == (6,)
+    torch.testing.assert_close(info.energy, model(x0))
+    torch.testing.assert_close(state.energy, model(state.position))
+    if state.grad is not None:
+        torch.testing.assert_close(state.grad, -model.score(state.position))
+
+
+def test_discrete_image_shaped_class_conditional_chains(discrete_case):
+    make, data = discrete_case  # one-hot: the 4x4 image's rows are 4 sites of 4 categories
+    y = torch.tensor([0, 1, 2, 0, 1])
+    x = make().sample(tiny_classifier(), discrete_start(data, (5, 1, 4, 4)), y=y,
+                      generator=torch.Generator().manual_seed(0))
+    assert x.shape == (5, 1, 4, 4) and is_discrete(x, data)
+
+
+def test_discrete_no_parameter_gradients_and_mode_untouched(discrete_case):
+    make, data = discrete_case
+    model = tiny_classifier()
+    for train in (True, False):
+        model.train(train)
+        make().sample(model, discrete_start(data, (4, 1, 4, 4)), generator=torch.Generator().manual_seed(0))
+        assert model.training is train
+        assert all(p.grad is None for p in model.parameters())
+
+
+def test_discrete_zero_steps_returns_start(discrete_case):
+    make, data = discrete_case
+    model, x0 = discrete_problem(data)
+    assert torch.equal(make().sample(model, x0, n_steps=0), x0)
+
+
+def test_discrete_starts_that_are_not_discrete_are_clear_errors(discrete_case):
+    make, data = discrete_case
+    model, x0 = discrete_problem(data)
+    name = make.func.__name__
+    if data == "bits":
+        with pytest.raises(ValueError, match=rf"x must hold bits in \{{0, 1\}} \({name} samples binary data\)"):
+            make().sample(model, x0 * 0.5)
+    else:
+        with pytest.raises(ValueError, match=rf"x must hold one-hot vectors .*\({name} with one_hot=True"):
+            make().sample(model, torch.ones_like(x0))
+        with pytest.raises(ValueError, match=r"x must have shape \(B, \*sites, K\)"):
+            make().sample(model, x0.flatten(1))
