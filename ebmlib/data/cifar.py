@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .mnist import DatasetNotFoundError
+from .mnist import DatasetNotFoundError, run_download
 
 FOLDER = "cifar-10-batches-py"
 """torchvision's folder for CIFAR-10 under the data root."""
@@ -83,11 +83,8 @@ def download_cifar10(root: str | os.PathLike[str] = "data") -> Path:
             from torchvision import datasets
         except ImportError as error:  # pragma: no cover - depends on the installation
             raise ImportError('downloading cifar10 needs torchvision: pip install "ebmlib[vision]"') from error
-        try:
-            datasets.CIFAR10(str(root), train=True, download=True)
-        except (RuntimeError, OSError) as error:
-            reason = f"the download failed: {type(error).__name__}: {' '.join(str(error).split())[:300]}"
-            raise DatasetNotFoundError(_not_found_message(folder, missing, reason)) from error
+        run_download(lambda: datasets.CIFAR10(str(root), train=True, download=True),
+                     lambda reason: _not_found_message(folder, missing, reason))
     return folder
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -159,12 +160,19 @@ def download_dataset(name: str, root: str | os.PathLike[str] = "data") -> Path:
     raw = raw_folder(root, name)
     missing = _missing(raw)
     if missing:
-        try:
-            _dataset_class(name)(str(root), train=True, download=True)
-        except (RuntimeError, OSError) as error:
-            reason = f"the download failed: {type(error).__name__}: {' '.join(str(error).split())[:300]}"
-            raise DatasetNotFoundError(_not_found_message(name, raw, missing, reason)) from error
+        run_download(lambda: _dataset_class(name)(str(root), train=True, download=True),
+                     lambda reason: _not_found_message(name, raw, missing, reason))
     return raw
+
+
+def run_download(download: Callable[[], object], not_found: Callable[[str], str]) -> None:
+    """Call ``download`` (a torchvision download); when it fails (say, offline), raise a
+    :class:`DatasetNotFoundError` with the message ``not_found(reason)``, the reason naming the error."""
+    try:
+        download()
+    except (RuntimeError, OSError) as error:
+        reason = f"the download failed: {type(error).__name__}: {' '.join(str(error).split())[:300]}"
+        raise DatasetNotFoundError(not_found(reason)) from error
 
 
 def load_dataset(

@@ -11,7 +11,16 @@ from .mnist import load_dataset
 
 
 class SplitError(ValueError):
-    """The data cannot be split as asked (say, a hold-out as large as the training set)."""
+    """The data cannot be split as asked (say, a hold-out as large as the training set).
+
+    Examples
+    --------
+    >>> from ebmlib.data import default_root
+    >>> load_splits("mnist", default_root("mnist"), train_size=100, holdout=100)
+    Traceback (most recent call last):
+    ...
+    ebmlib.data.splits.SplitError: a hold-out of 100 images leaves none of the 100 training images to train on: ...
+    """
 
 
 class DataSplits(NamedTuple):

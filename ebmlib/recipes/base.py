@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Set
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -195,10 +196,16 @@ class LossRecipe(Recipe):
         """
         check_generator(generator)
         self.check_inputs(x, y)
-        needs = self.loss.needs()
+        loss = self.active_loss
+        needs = loss.needs()
         x = self.prepare_data(needs, x, y, generator)
-        loss, metrics = self.loss(self.loss_inputs(needs, x, y, generator))
-        return self.minimize(loss, metrics)
+        value, metrics = loss(self.loss_inputs(needs, x, y, generator))
+        return self.minimize(value, metrics)
+
+    @property
+    def active_loss(self) -> Loss:
+        """Which loss the next :meth:`training_step` minimises: ``loss``, unless a recipe with phases says otherwise."""
+        return self.loss
 
     def prepare_data(
         self, needs: frozenset[type[LossInput]], x: Tensor, y: Tensor | None, generator: torch.Generator | None
@@ -217,6 +224,35 @@ class LossRecipe(Recipe):
         ValueError
             For a kind this recipe cannot compute (:meth:`~ebmlib.recipes.Recipe.check_computable` names it).
         """
+
+
+class StepCountingRecipe(LossRecipe):
+    """A :class:`~ebmlib.recipes.base.LossRecipe` that counts its training steps in ``steps_taken``.
+
+    Put it before the recipe it counts the steps of (``class JEM(StepCountingRecipe, EBM)``): its
+    :meth:`training_step` is that recipe's, then ``steps_taken += 1``. The count is saved under the key
+    ``steps_taken`` (a tensor), so a resumed run goes on from the same step.
+    """
+
+    steps_taken: int = 0
+    """Training steps taken (a Python int, saved in ``state_dict`` as a tensor)."""
+
+    def training_step(
+        self, x: Tensor, y: Tensor | None = None, generator: torch.Generator | None = None
+    ) -> dict[str, Tensor]:
+        """The recipe's training step, counted in ``steps_taken``."""
+        metrics = super().training_step(x, y, generator)
+        self.steps_taken += 1
+        return metrics
+
+    def _save_to_state_dict(self, destination: dict[str, Any], prefix: str, keep_vars: bool) -> None:
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        destination[prefix + "steps_taken"] = torch.tensor(self.steps_taken)
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        if prefix + "steps_taken" in state_dict:
+            self.steps_taken = int(state_dict.pop(prefix + "steps_taken"))
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
 
 def check_energy_model(model: object, name: str = "model") -> None:

@@ -4,7 +4,6 @@ then sharpened by contrastive divergence."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -22,7 +21,7 @@ from ..losses import ContrastiveDivergence, Energies, EnergyBatch, Loss, LossInp
 from ..losses.flow_matching import COUPLINGS, FlowMatching, FlowVelocities, linear_paths
 from ..models import EnergyModel
 from ..samplers import Langevin, Sampler
-from .base import LossRecipe
+from .base import StepCountingRecipe
 
 
 def energy_matching_loss(cd_weight: float = 1.0) -> WeightedSum:
@@ -50,7 +49,7 @@ def energy_matching_loss(cd_weight: float = 1.0) -> WeightedSum:
     return WeightedSum({"flow": (1.0, FlowMatching()), "cd": (cd_weight, ContrastiveDivergence())})
 
 
-class EnergyMatchingEBM(LossRecipe):
+class EnergyMatchingEBM(StepCountingRecipe):
     r"""Energy matching: one time-independent energy :math:`E_\theta(x)` whose flow :math:`-\nabla_x E_\theta`
     carries noise to the data, and whose Boltzmann law :math:`e^{-E_\theta / T}` models the data near it.
 
@@ -172,8 +171,6 @@ class EnergyMatchingEBM(LossRecipe):
         self.flow_sampler = Langevin(step_size=0.01, noise_std=0.0, n_steps=100) if flow_sampler is None \
             else flow_sampler
         self.warmup_loss = energy_matching_loss(0.0) if warmup_loss is None else warmup_loss
-        self.steps_taken = 0
-        """Training steps taken (a Python int, saved in ``state_dict`` as a tensor)."""
 
     # ------------------------------------------------------------------ the phases
     @property
@@ -186,34 +183,6 @@ class EnergyMatchingEBM(LossRecipe):
         """Which loss the next step minimises (``warmup_loss`` during the warm-up, then ``loss``)."""
         return self.warmup_loss if self.in_warmup else self.loss
 
-    def training_step(
-        self, x: Tensor, y: Tensor | None = None, generator: torch.Generator | None = None
-    ) -> dict[str, Tensor]:
-        """One step on ``active_loss`` (the :class:`~ebmlib.recipes.base.LossRecipe` skeleton), counted.
-
-        Returns
-        -------
-        dict of str to Tensor
-            ``loss`` and the active loss's metrics, as detached scalar tensors.
-        """
-        check_generator(generator)
-        self.check_inputs(x, y)
-        loss = self.active_loss
-        needs = loss.needs()
-        x = self.prepare_data(needs, x, y, generator)
-        value, metrics = loss(self.loss_inputs(needs, x, y, generator))
-        result = self.minimize(value, metrics)
-        self.steps_taken += 1
-        return result
-
-    def _save_to_state_dict(self, destination: dict[str, Any], prefix: str, keep_vars: bool) -> None:
-        super()._save_to_state_dict(destination, prefix, keep_vars)
-        destination[prefix + "steps_taken"] = torch.tensor(self.steps_taken)
-
-    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
-        if prefix + "steps_taken" in state_dict:
-            self.steps_taken = int(state_dict.pop(prefix + "steps_taken"))
-        super()._load_from_state_dict(state_dict, prefix, *args)
 
     # ------------------------------------------------------------------ the Recipe protocol
     def check_inputs(self, x: Tensor, y: Tensor | None = None) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor
 
@@ -23,6 +21,7 @@ from ..losses import (
 )
 from ..models import ClassifierEnergy
 from ..samplers import Sampler
+from .base import StepCountingRecipe
 from .ebm import EBM
 
 
@@ -97,7 +96,7 @@ UNCONDITIONAL_CHAINS = ("marginal", "mixture")
 """The kinds of chains :class:`JEM` can run for :math:`p(x)` (its ``unconditional_chains``)."""
 
 
-class JEM(EBM):
+class JEM(StepCountingRecipe, EBM):
     r"""Joint Energy-based Model: :class:`EBM` with a :class:`~ebmlib.models.ClassifierEnergy`.
 
     The classifier's logits :math:`f(x)` define :math:`E(x) = -\operatorname{logsumexp} f(x)`
@@ -197,31 +196,12 @@ class JEM(EBM):
             raise ValueError(f"mixture_steps={mixture_steps} runs mixture chains before marginal ones: it needs "
                              'unconditional_chains="marginal" and a buffer with n_classes, got '
                              f"unconditional_chains={unconditional_chains!r}, buffer.n_classes={buffer.n_classes}")
-        self.steps_taken = 0
-        """Training steps taken (a Python int, saved in ``state_dict`` as a tensor)."""
-
-    def training_step(
-        self, x: Tensor, y: Tensor | None = None, generator: torch.Generator | None = None
-    ) -> dict[str, Tensor]:
-        """:meth:`~ebmlib.recipes.ContrastiveRecipe.training_step`, counting the steps for ``mixture_steps``."""
-        metrics = super().training_step(x, y, generator)
-        self.steps_taken += 1
-        return metrics
 
     @property
     def p_x_chains(self) -> str:
         """The kind of chains of the ``p_x`` term at this step: ``unconditional_chains``, or ``"mixture"``
         during the first ``mixture_steps``."""
         return "mixture" if self.steps_taken < self.mixture_steps else self.unconditional_chains
-
-    def _save_to_state_dict(self, destination: dict[str, Any], prefix: str, keep_vars: bool) -> None:
-        super()._save_to_state_dict(destination, prefix, keep_vars)
-        destination[prefix + "steps_taken"] = torch.tensor(self.steps_taken)
-
-    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
-        if prefix + "steps_taken" in state_dict:
-            self.steps_taken = int(state_dict.pop(prefix + "steps_taken"))
-        super()._load_from_state_dict(state_dict, prefix, *args)
 
     @property
     def n_classes(self) -> int:  # type: ignore[override]

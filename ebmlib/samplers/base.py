@@ -491,6 +491,7 @@ class Sampler(nn.Module, ABC):
         """
         n_steps = self.n_steps if n_steps is None else check_count(n_steps, "n_steps", minimum=0)
         check_batch(x, "x")
+        self.check_start(x)
         check_generator(generator)
         if y is not None and tuple(y.shape) != (x.shape[0],):
             raise ValueError(f"y must have shape ({x.shape[0]},), got {tuple(y.shape)}")
@@ -510,6 +511,13 @@ class Sampler(nn.Module, ABC):
         if self.check_finite:
             self.raise_if_nonfinite(diagnostics.pop(NONFINITE_CHAINS), model, x.shape[0], n_steps)
         return (samples, diagnostics) if return_diagnostics else samples
+
+    def check_start(self, x: Tensor) -> None:
+        """Raise a clear error for starting points ``x`` this sampler cannot run from; accepts any by default.
+
+        :meth:`sample` calls it after checking that ``x`` is a floating batch, before any work;
+        :class:`~ebmlib.samplers.DiscreteSampler` overrides it to refuse what is not bits or one-hot vectors.
+        """
 
     def raise_if_nonfinite(self, nonfinite_chains: Tensor, model: nn.Module, n_chains: int, n_steps: int) -> None:
         """Raise ``FloatingPointError`` if ``nonfinite_chains`` (a count, shape ``()``) is not 0: one host read."""

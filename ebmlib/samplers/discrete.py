@@ -11,13 +11,10 @@ base class of :class:`~ebmlib.samplers.Gibbs`, :class:`~ebmlib.samplers.GibbsWit
 
 from __future__ import annotations
 
-from typing import Literal, overload
-
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from typing_extensions import Unpack
 
-from .._checks import check_batch
 from .base import FastPaths, Sampler
 
 
@@ -188,29 +185,6 @@ class DiscreteSampler(Sampler):
             raise TypeError(f"one_hot must be True or False, got {one_hot!r} ({type(one_hot).__name__})")
         self.one_hot = one_hot
 
-    @overload
-    def sample(
-        self, model: nn.Module, x: Tensor, n_steps: int | None = ..., y: Tensor | None = ...,
-        generator: torch.Generator | None = ..., return_diagnostics: Literal[False] = ...,
-    ) -> Tensor: ...
-
-    @overload
-    def sample(
-        self, model: nn.Module, x: Tensor, n_steps: int | None = ..., y: Tensor | None = ...,
-        generator: torch.Generator | None = ..., *, return_diagnostics: Literal[True],
-    ) -> tuple[Tensor, dict[str, Tensor]]: ...
-
-    def sample(
-        self,
-        model: nn.Module,
-        x: Tensor,
-        n_steps: int | None = None,
-        y: Tensor | None = None,
-        generator: torch.Generator | None = None,
-        return_diagnostics: bool = False,
-    ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
-        """:meth:`Sampler.sample <ebmlib.samplers.Sampler.sample>`, after checking that ``x`` holds bits (or
-        one-hot vectors, with ``one_hot``): a ``ValueError`` otherwise."""
-        check_batch(x, "x")
+    def check_start(self, x: Tensor) -> None:
+        """Raise a ``ValueError`` unless ``x`` holds bits (or one-hot vectors, with ``one_hot``)."""
         check_discrete(x, self.one_hot, type(self).__name__)
-        return super().sample(model, x, n_steps, y, generator, return_diagnostics)  # type: ignore[call-overload]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from abc import abstractmethod
 from collections.abc import Sequence
 
 import torch
@@ -104,7 +105,86 @@ def step_size_like(step_size: float | Tensor, like: Tensor) -> float | Tensor:
     return per_chain(step_size.to(like.dtype).expand(like.shape[0]), like)
 
 
-class HMC(Sampler):
+class MassMatrixSampler(Sampler):
+    r"""A sampler with a leapfrog step size and a diagonal inverse mass :math:`M^{-1}`, both settable per call.
+
+    What :class:`~ebmlib.samplers.HMC` and :class:`~ebmlib.samplers.NUTS` share, and what
+    :class:`~ebmlib.samplers.WindowedAdaptation` tunes
+    (:class:`~ebmlib.samplers.AdaptableSampler`): the checked settings
+    ``step_size`` and ``inverse_mass`` (a tuple of floats, or ``None`` for the
+    unit mass) with a tensor copy of the latter that moves with the sampler
+    (``sampler.to(device)``), a :meth:`step` that is :meth:`transition` with
+    the sampler's own settings, and :meth:`tuned`. Subclasses implement
+    ``_transition(model, state, y, generator, step_size, mass)``, which gets the
+    step size and the inverse mass shaped like one chain, both checked.
+
+    Examples
+    --------
+    >>> import torch
+    >>> sampler = HMC(step_size=0.1, inverse_mass=[1.0, 4.0])
+    >>> isinstance(sampler, MassMatrixSampler), sampler.inverse_mass, sampler._inverse_mass.dtype
+    (True, (1.0, 4.0), torch.float64)
+    """
+
+    def __init__(
+        self,
+        step_size: float,
+        n_steps: int,
+        inverse_mass: Tensor | Sequence[float] | None,
+        **fast_paths: Unpack[FastPaths],
+    ) -> None:
+        super().__init__(n_steps, **fast_paths)
+        self.step_size = check_positive(step_size, "step_size")
+        self.inverse_mass = check_inverse_mass(inverse_mass)
+        self.register_buffer("_inverse_mass", None if self.inverse_mass is None else torch.tensor(
+            self.inverse_mass, dtype=torch.float64), persistent=False)  # the setting on the chains' device
+        self._inverse_mass: Tensor | None
+
+    def step(
+        self, model: nn.Module, state: ChainState, y: Tensor | None = None, generator: torch.Generator | None = None
+    ) -> tuple[ChainState, StepInfo]:
+        return self.transition(model, state, y, generator)
+
+    def transition(
+        self,
+        model: nn.Module,
+        state: ChainState,
+        y: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        *,
+        step_size: float | Tensor | None = None,
+        inverse_mass: Tensor | None = None,
+    ) -> tuple[ChainState, StepInfo]:
+        """:meth:`step` with the step size and inverse mass given here in place of the sampler's own (``None``).
+
+        What an adaptation calls while it tunes them: a tensor ``step_size``
+        (shape ``()``, or ``(B,)`` for one per chain) and ``inverse_mass``
+        (one entry per coordinate) are used as they are, without a host read.
+        """
+        step_size = self.step_size if step_size is None else step_size
+        step_size_like(step_size, state.position)  # checks a tensor's shape
+        mass = inverse_mass_like(self._inverse_mass if inverse_mass is None else inverse_mass, state.position)
+        return self._transition(model, state, y, generator, step_size, mass)
+
+    @abstractmethod
+    def _transition(
+        self, model: nn.Module, state: ChainState, y: Tensor | None, generator: torch.Generator | None,
+        step_size: float | Tensor, mass: Tensor | None,
+    ) -> tuple[ChainState, StepInfo]:
+        """One step with ``step_size`` (float, or checked tensor) and ``mass``, :math:`M^{-1}` shaped like one chain."""
+
+    def tuned(self, step_size: float, inverse_mass: Tensor | Sequence[float] | None) -> Self:
+        """A new sampler configured as this one but for ``step_size`` and ``inverse_mass`` (what a warm-up found).
+
+        Examples
+        --------
+        >>> HMC(step_size=0.1, n_leapfrog=7).tuned(0.5, [1.0, 4.0]).configuration()[:4]
+        (('step_size', 0.5), ('n_leapfrog', 7), ('n_steps', 20), ('inverse_mass', (1.0, 4.0)))
+        """
+        return type(self)(**{**dict(self.configuration()), "step_size": step_size, "inverse_mass": inverse_mass})
+
+
+class HMC(MassMatrixSampler):
     r"""Hamiltonian Monte Carlo with a diagonal mass matrix (unit by default) and a Metropolis test.
 
     Each step draws a momentum :math:`p \sim \mathcal{N}(0, M)`, integrates
@@ -167,38 +247,15 @@ class HMC(Sampler):
         inverse_mass: Tensor | Sequence[float] | None = None,
         **fast_paths: Unpack[FastPaths],
     ) -> None:
-        super().__init__(n_steps, **fast_paths)
-        self.step_size = check_positive(step_size, "step_size")
+        super().__init__(step_size, n_steps, inverse_mass, **fast_paths)
         self.n_leapfrog = check_count(n_leapfrog, "n_leapfrog")
-        self.inverse_mass = check_inverse_mass(inverse_mass)
-        self.register_buffer("_inverse_mass", None if self.inverse_mass is None else torch.tensor(
-            self.inverse_mass, dtype=torch.float64), persistent=False)  # the setting on the chains' device
-        self._inverse_mass: Tensor | None
 
-    def step(
-        self, model: nn.Module, state: ChainState, y: Tensor | None = None, generator: torch.Generator | None = None
+    def _transition(
+        self, model: nn.Module, state: ChainState, y: Tensor | None, generator: torch.Generator | None,
+        step_size: float | Tensor, mass: Tensor | None,
     ) -> tuple[ChainState, StepInfo]:
-        return self.transition(model, state, y, generator)
-
-    def transition(
-        self,
-        model: nn.Module,
-        state: ChainState,
-        y: Tensor | None = None,
-        generator: torch.Generator | None = None,
-        *,
-        step_size: float | Tensor | None = None,
-        inverse_mass: Tensor | None = None,
-    ) -> tuple[ChainState, StepInfo]:
-        """:meth:`step` with the step size and inverse mass given here in place of the sampler's own (``None``).
-
-        What an adaptation calls while it tunes them: a tensor ``step_size``
-        (shape ``()``, or ``(B,)`` for one per chain) and ``inverse_mass``
-        (one entry per coordinate) are used as they are, without a host read.
-        """
         x0 = state.position
-        eps = step_size_like(self.step_size if step_size is None else step_size, x0)
-        mass = inverse_mass_like(self._inverse_mass if inverse_mass is None else inverse_mass, x0)
+        eps = step_size_like(step_size, x0)
         energy0, grad0 = self.energy_and_grad_at(model, state, y)
         p0 = draw_momentum(x0, mass, generator)
         x, p, energy, grad = x0, p0 - 0.5 * eps * grad0, energy0, grad0
@@ -211,13 +268,3 @@ class HMC(Sampler):
             ChainState(x0, energy0, grad0), ChainState(x, energy, grad), log_ratio, generator
         )
         return new_state, StepInfo(energy0, per_chain_norm(grad0), acceptance)
-
-    def tuned(self, step_size: float, inverse_mass: Tensor | Sequence[float] | None) -> Self:
-        """A new sampler configured as this one but for ``step_size`` and ``inverse_mass`` (what a warm-up found).
-
-        Examples
-        --------
-        >>> HMC(step_size=0.1, n_leapfrog=7).tuned(0.5, [1.0, 4.0]).configuration()[:4]
-        (('step_size', 0.5), ('n_leapfrog', 7), ('n_steps', 20), ('inverse_mass', (1.0, 4.0)))
-        """
-        return type(self)(**{**dict(self.configuration()), "step_size": step_size, "inverse_mass": inverse_mass})

@@ -7,27 +7,19 @@ from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
-from typing_extensions import Self, Unpack
+from typing_extensions import Unpack
 
 from .._checks import check_count, check_positive
 from .base import (
     ChainState,
     Extra,
     FastPaths,
-    Sampler,
     StepInfo,
     per_chain,
     per_chain_norm,
     with_extras,
 )
-from .hmc import (
-    check_inverse_mass,
-    draw_momentum,
-    inverse_mass_like,
-    kinetic_energy,
-    step_size_like,
-    velocity,
-)
+from .hmc import MassMatrixSampler, draw_momentum, kinetic_energy, velocity
 from .metropolis import metropolis_test, select
 
 
@@ -128,7 +120,7 @@ class Subtree(NamedTuple):
     n_leapfrog: Tensor
 
 
-class NUTS(Sampler):
+class NUTS(MassMatrixSampler):
     r"""The No-U-Turn Sampler: HMC that picks each trajectory's length itself, batched over chains.
 
     Each step draws a momentum :math:`p \sim \mathcal{N}(0, M)` and builds a
@@ -232,42 +224,17 @@ class NUTS(Sampler):
             raise TypeError(f"early_exit must be True or False, got {early_exit!r} ({type(early_exit).__name__})")
         if fast_paths.get("cuda_graph") and early_exit:
             raise ValueError("cuda_graph=True needs early_exit=False: a CUDA graph cannot read whether chains are done")
-        super().__init__(n_steps, **fast_paths)
-        self.step_size = check_positive(step_size, "step_size")
+        super().__init__(step_size, n_steps, inverse_mass, **fast_paths)
         self.max_tree_depth = check_count(max_tree_depth, "max_tree_depth")
         self.max_energy_error = check_positive(max_energy_error, "max_energy_error")
         self.early_exit = early_exit
-        self.inverse_mass = check_inverse_mass(inverse_mass)
-        self.register_buffer("_inverse_mass", None if self.inverse_mass is None else torch.tensor(
-            self.inverse_mass, dtype=torch.float64), persistent=False)  # the setting on the chains' device
-        self._inverse_mass: Tensor | None
 
-    def step(
-        self, model: nn.Module, state: ChainState, y: Tensor | None = None, generator: torch.Generator | None = None
+    def _transition(
+        self, model: nn.Module, state: ChainState, y: Tensor | None, generator: torch.Generator | None,
+        step_size: float | Tensor, mass: Tensor | None,
     ) -> tuple[ChainState, StepInfo]:
-        return self.transition(model, state, y, generator)
-
-    def transition(
-        self,
-        model: nn.Module,
-        state: ChainState,
-        y: Tensor | None = None,
-        generator: torch.Generator | None = None,
-        *,
-        step_size: float | Tensor | None = None,
-        inverse_mass: Tensor | None = None,
-    ) -> tuple[ChainState, StepInfo]:
-        """:meth:`step` with the step size and inverse mass given here in place of the sampler's own (``None``).
-
-        What an adaptation calls while it tunes them: a tensor ``step_size``
-        (shape ``()``, or ``(B,)`` for one per chain) and ``inverse_mass``
-        (one entry per coordinate) are used as they are, without a host read.
-        """
         x0 = state.position
         b, device, dtype = x0.shape[0], x0.device, x0.dtype
-        eps = self.step_size if step_size is None else step_size
-        step_size_like(eps, x0)  # checks a tensor's shape
-        mass = inverse_mass_like(self._inverse_mass if inverse_mass is None else inverse_mass, x0)
         energy0, grad0 = self.energy_and_grad_at(model, state, y)
         p0 = draw_momentum(x0, mass, generator)
         hamiltonian0 = energy0 + kinetic_energy(p0, mass)
@@ -289,7 +256,7 @@ class NUTS(Sampler):
                 break
             forward = torch.rand(b, generator=generator, device=device) < 0.5
             subtree = self._build_subtree(model, y, select_point(forward, right, left), forward, depth, ~done,
-                                         hamiltonian0, generator, eps, mass)
+                                         hamiltonian0, generator, step_size, mass)
             n_batch_leapfrog += 2**depth
             acceptance_sum = acceptance_sum + subtree.acceptance_sum
             n_leapfrog = n_leapfrog + subtree.n_leapfrog
@@ -312,16 +279,6 @@ class NUTS(Sampler):
         info = NUTSInfo(energy0, per_chain_norm(grad0), acceptance, n_leapfrog=n_leapfrog, tree_depth=tree_depth,
                         diverging=diverging, n_batch_leapfrog=torch.tensor(n_batch_leapfrog, device=device))
         return ChainState(x, energy, grad), info
-
-    def tuned(self, step_size: float, inverse_mass: Tensor | Sequence[float] | None) -> Self:
-        """A new sampler configured as this one but for ``step_size`` and ``inverse_mass`` (what a warm-up found).
-
-        Examples
-        --------
-        >>> NUTS(step_size=0.1, max_tree_depth=6).tuned(0.5, [1.0, 4.0]).configuration()[:2]
-        (('step_size', 0.5), ('max_tree_depth', 6))
-        """
-        return type(self)(**{**dict(self.configuration()), "step_size": step_size, "inverse_mass": inverse_mass})
 
     def _build_subtree(
         self,
