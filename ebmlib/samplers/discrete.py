@@ -15,7 +15,8 @@ import torch
 from torch import Tensor
 from typing_extensions import Unpack
 
-from .base import FastPaths, Sampler
+from .base import ChainState, FastPaths, Sampler, StepInfo, per_chain_norm
+from .metropolis import metropolis_accept
 
 
 def check_discrete(x: Tensor, one_hot: bool, sampler: str, name: str = "x") -> None:
@@ -150,6 +151,21 @@ def gumbel_argmax(logits: Tensor, generator: torch.Generator | None, dim: int = 
     """
     uniform = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=logits.dtype)
     return (logits - torch.log(-torch.log(uniform))).argmax(dim)
+
+
+def metropolis_corrected(
+    x: Tensor, energy: Tensor, grad: Tensor, proposal: Tensor, proposal_energy: Tensor, proposal_grad: Tensor,
+    log_q_forward: Tensor, log_q_backward: Tensor, generator: torch.Generator | None,
+) -> tuple[ChainState, StepInfo]:
+    r"""Move each chain from ``x`` to ``proposal`` with probability :math:`\min(1, e^{E(x) - E(x') + \log q(x \mid
+    x') - \log q(x' \mid x)})` (:func:`~ebmlib.samplers.metropolis_accept`), with the step's diagnostics at ``x``:
+    the Metropolis-Hastings correction that Gibbs-with-gradients and DMALA share (energies and log-probabilities
+    ``(B,)``)."""
+    log_ratio = energy - proposal_energy + log_q_backward - log_q_forward
+    new_state, acceptance = metropolis_accept(
+        ChainState(x, energy, grad), ChainState(proposal, proposal_energy, proposal_grad), log_ratio, generator
+    )
+    return new_state, StepInfo(energy, per_chain_norm(grad), acceptance)
 
 
 class DiscreteSampler(Sampler):

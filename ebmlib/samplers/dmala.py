@@ -7,9 +7,16 @@ from torch import Tensor, nn
 from typing_extensions import Unpack
 
 from .._checks import check_positive
-from .base import ChainState, FastPaths, StepInfo, per_chain_norm
-from .discrete import DiscreteSampler, categories, first_order_changes, gumbel_argmax, n_values, positions
-from .metropolis import metropolis_accept
+from .base import ChainState, FastPaths, StepInfo
+from .discrete import (
+    DiscreteSampler,
+    categories,
+    first_order_changes,
+    gumbel_argmax,
+    metropolis_corrected,
+    n_values,
+    positions,
+)
 
 
 class DMALA(DiscreteSampler):
@@ -99,8 +106,5 @@ class DMALA(DiscreteSampler):
         backward = self.site_log_probabilities(proposal, proposal_grad, proposed)
         log_q_forward = forward.gather(-1, offset[..., None]).flatten(1).sum(1)
         log_q_backward = backward.gather(-1, ((k - offset) % k)[..., None]).flatten(1).sum(1)
-        log_ratio = energy - proposal_energy + log_q_backward - log_q_forward
-        new_state, acceptance = metropolis_accept(
-            ChainState(x, energy, grad), ChainState(proposal, proposal_energy, proposal_grad), log_ratio, generator
-        )
-        return new_state, StepInfo(energy, per_chain_norm(grad), acceptance)
+        return metropolis_corrected(x, energy, grad, proposal, proposal_energy, proposal_grad, log_q_forward,
+                                    log_q_backward, generator)

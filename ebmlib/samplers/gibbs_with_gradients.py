@@ -6,9 +6,16 @@ import torch
 from torch import Tensor, nn
 from typing_extensions import Unpack
 
-from .base import ChainState, FastPaths, StepInfo, per_chain_norm
-from .discrete import DiscreteSampler, categories, first_order_changes, gumbel_argmax, n_values, positions
-from .metropolis import metropolis_accept
+from .base import ChainState, FastPaths, StepInfo
+from .discrete import (
+    DiscreteSampler,
+    categories,
+    first_order_changes,
+    gumbel_argmax,
+    metropolis_corrected,
+    n_values,
+    positions,
+)
 
 
 class GibbsWithGradients(DiscreteSampler):
@@ -93,9 +100,7 @@ class GibbsWithGradients(DiscreteSampler):
         proposal_energy, proposal_grad = self.energy_and_grad(model, proposal, y)
         backward = self.move_log_probabilities(proposal, proposal_grad, proposed)
         back_move = site * (k - 1) + (k - offset) - 1  # the same site, back by offset K - j
-        log_ratio = (energy - proposal_energy + backward.gather(1, back_move[:, None])[:, 0]
-                     - forward.gather(1, move[:, None])[:, 0])
-        new_state, acceptance = metropolis_accept(
-            ChainState(x, energy, grad), ChainState(proposal, proposal_energy, proposal_grad), log_ratio, generator
-        )
-        return new_state, StepInfo(energy, per_chain_norm(grad), acceptance)
+        log_q_forward = forward.gather(1, move[:, None])[:, 0]
+        log_q_backward = backward.gather(1, back_move[:, None])[:, 0]
+        return metropolis_corrected(x, energy, grad, proposal, proposal_energy, proposal_grad, log_q_forward,
+                                    log_q_backward, generator)
